@@ -1,0 +1,8 @@
+from django.urls import path
+
+from accounts import api
+
+urlpatterns = [
+    path("auth/token/", api.TokenView.as_view(), name="api-token"),
+    path("me/", api.me, name="api-me"),
+]

@@ -1,0 +1,56 @@
+"""Settings must fail closed in production and read the database from DATABASE_URL."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _import_settings(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "-c", "import speakerauth.settings"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_production_without_secret_key_fails_closed():
+    result = _import_settings(DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="example.com")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_without_allowed_hosts_fails_closed():
+    result = _import_settings(DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 60)
+    assert result.returncode != 0
+    assert "DJANGO_ALLOWED_HOSTS" in result.stderr
+
+
+def test_production_with_values_loads():
+    result = _import_settings(
+        DJANGO_DEBUG="false", DJANGO_SECRET_KEY="x" * 60, DJANGO_ALLOWED_HOSTS="example.com"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_debug_flag_must_be_a_boolean():
+    result = _import_settings(DJANGO_DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+@pytest.mark.django_db
+def test_database_comes_from_database_url():
+    url = os.environ.get("DATABASE_URL", "")
+    expected = "postgresql" if url.startswith(("postgres://", "postgresql://")) else "sqlite"
+    assert connection.vendor == expected

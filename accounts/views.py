@@ -1,0 +1,29 @@
+"""Account pages: home, sign-up, profile. Login, logout and passwords are django.contrib.auth's."""
+
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import SignUpForm
+
+
+def home(request):
+    return render(request, "home.html")
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("profile")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+def profile(request):
+    return render(request, "accounts/profile.html")

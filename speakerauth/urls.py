@@ -1,0 +1,18 @@
+"""Top-level URL map: pages, accounts, the v1 API and its documentation."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts import views as account_views
+
+urlpatterns = [
+    path("", account_views.home, name="home"),
+    path("accounts/", include("accounts.urls")),
+    path("", include("verification.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("accounts.api_urls")),
+    path("api/v1/", include("verification.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
