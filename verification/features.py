@@ -47,9 +47,10 @@ CONTRACT: dict[str, Any] = {
     "mel_bands": N_MEL_BANDS,
 }
 
-# Payload bounds. 20 frames = 0.2 s of audio (a too-short utterance carries no speaker information);
-# 1500 frames = 15 s (one prompted digit never takes that long; bounds the work per request).
-MIN_FRAMES = 20
+# Payload bounds. 10 frames = 0.12 s of audio: the shortest tightly trimmed digit in FSDD has 12,
+# and a shorter utterance carries no speaker information. 1500 frames = 15 s: one prompted digit
+# never takes that long, and it bounds the work per request.
+MIN_FRAMES = 10
 MAX_FRAMES = 1500
 # Samples in [-1, 1] bound rms (windowed, as Meyda computes it) by sqrt(mean(w**2)) ~ 0.63 and each
 # band by ln(512**2 * 0.40 + 1) ~ 11.6 (Parseval). The limits leave room for a hot signal (~2.4x
@@ -352,6 +353,8 @@ def _parse_mel_list(value: Any, field: str) -> np.ndarray:
 def _parse_rms_list(value: Any, field: str) -> np.ndarray:
     if type(value) is not list:
         raise FeatureError(field, "expected a list of numbers, one per frame")
+    if len(value) > MAX_FRAMES:
+        _check_frame_count(len(value), field)
     if not set(map(type, value)) <= _NUMBER_TYPES:
         raise _first_bad_number(value, field)
     try:
@@ -377,14 +380,16 @@ def _parse_b64(value: Any, dtype: np.dtype, field: str, per_frame: int) -> np.nd
     return np.frombuffer(raw, dtype=dtype).astype(np.float64)
 
 
+def _audio_seconds(n_frames: int) -> float:
+    return (FRAME_LENGTH + (n_frames - 1) * HOP_LENGTH) / SAMPLE_RATE
+
+
 def _check_frame_count(n: int, field: str) -> None:
-    if n < MIN_FRAMES:
+    if not MIN_FRAMES <= n <= MAX_FRAMES:
         raise FeatureError(
-            field, f"expected at least {MIN_FRAMES} frames ({MIN_FRAMES / 100:.1f} s), got {n}"
-        )
-    if n > MAX_FRAMES:
-        raise FeatureError(
-            field, f"expected at most {MAX_FRAMES} frames ({MAX_FRAMES / 100:.0f} s), got {n}"
+            field,
+            f"expected {MIN_FRAMES} to {MAX_FRAMES} frames ({_audio_seconds(MIN_FRAMES):.2f} s to "
+            f"{_audio_seconds(MAX_FRAMES):.2f} s of audio at hop {HOP_LENGTH}), got {n}",
         )
 
 

@@ -4,7 +4,8 @@
 // Usage: node tools/meyda/extract.mjs SIGNAL.f32 > features.json
 // SIGNAL.f32: raw little-endian float32 samples of a 16 kHz mono signal. Frames are cut exactly as
 // the browser recorder and verification/features.py do: frame i = signal[i*160 : i*160 + 512], full
-// frames only. Prints {"meyda_version", "n_frames", "mel_bands": [[40]...], "rms": [...]}.
+// frames only. Prints one JSON object: {"meyda_version", "n_frames", "mel_bands": [[40 numbers], ...],
+// "rms": [...], "mel_filter_bank": Meyda's filter bank (40 rows of 257 weights; null without frames)}.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -28,7 +29,7 @@ if (bytes.length % 4 !== 0) {
   console.error(`${file}: ${bytes.length} bytes is not a whole number of float32 samples`);
   process.exit(2);
 }
-// Copy into an aligned buffer, then read little-endian explicitly.
+// Read little-endian explicitly: a Buffer may be unaligned for a Float32Array view.
 const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 const signal = new Float32Array(bytes.length / 4);
 for (let i = 0; i < signal.length; i++) signal[i] = view.getFloat32(4 * i, true);
@@ -39,7 +40,8 @@ Meyda.sampleRate = 16000;
 Meyda.melBands = 40;
 Meyda.windowingFunction = "hamming";
 
-const nFrames = signal.length < FRAME_LENGTH ? 0 : 1 + Math.floor((signal.length - FRAME_LENGTH) / HOP_LENGTH);
+const nFrames =
+  signal.length < FRAME_LENGTH ? 0 : 1 + Math.floor((signal.length - FRAME_LENGTH) / HOP_LENGTH);
 const melBands = [];
 const rms = [];
 for (let i = 0; i < nFrames; i++) {
@@ -48,4 +50,12 @@ for (let i = 0; i < nFrames; i++) {
   melBands.push(features.melBands);
   rms.push(features.rms);
 }
-process.stdout.write(JSON.stringify({ meyda_version: meydaVersion, n_frames: nFrames, mel_bands: melBands, rms }));
+process.stdout.write(
+  JSON.stringify({
+    meyda_version: meydaVersion,
+    n_frames: nFrames,
+    mel_bands: melBands,
+    rms,
+    mel_filter_bank: nFrames > 0 ? Meyda.melFilterBank : null,
+  }),
+);
