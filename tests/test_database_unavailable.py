@@ -19,7 +19,8 @@ def test_api_answers_503_json_with_retry_after_when_database_is_down(alice_api, 
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert response.json() == {
-        "detail": "The service is temporarily unavailable; please retry shortly."
+        "detail": "The service is temporarily unavailable; please retry shortly.",
+        "code": "unavailable",
     }
 
 
