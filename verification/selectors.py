@@ -1,0 +1,120 @@
+"""Reads of the verification app: enrollment status, attempts, the active background model.
+
+The engine's background model object is cached in process memory, keyed by the row's version,
+blob hash and threshold: a UBM is a few hundred kilobytes of arrays and must not be reloaded from
+the database and re-validated on every request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from verification import engine
+from verification.models import (
+    DIGITS,
+    BackgroundModel,
+    EnrollmentUtterance,
+    SpeakerModel,
+    UtterancePurpose,
+    VerificationAttempt,
+    VerificationLockout,
+)
+
+_UBM_CACHE_SIZE = 4
+_ubm_cache: dict[tuple[str, str, float], engine.BackgroundModel] = {}
+_ubm_cache_lock = threading.Lock()
+
+
+def background_model_active() -> BackgroundModel | None:
+    """The active background model row, without its blob."""
+    return BackgroundModel.objects.defer("blob").filter(is_active=True).first()
+
+
+def background_model_engine(row: BackgroundModel) -> engine.BackgroundModel:
+    """The engine object of a background model row (cached per process), at the row's threshold."""
+    key = (row.version, row.blob_sha256, float(row.threshold))
+    cached = _ubm_cache.get(key)
+    if cached is not None:
+        return cached
+    blob = BackgroundModel.objects.filter(pk=row.pk).values_list("blob", flat=True).get()
+    ubm = engine.load_background_model(bytes(blob))
+    if ubm.threshold != row.threshold:
+        ubm = dataclasses.replace(ubm, threshold=float(row.threshold))
+    with _ubm_cache_lock:
+        while len(_ubm_cache) >= _UBM_CACHE_SIZE:
+            _ubm_cache.pop(next(iter(_ubm_cache)))
+        _ubm_cache[key] = ubm
+    return ubm
+
+
+def speaker_model_get(*, user) -> SpeakerModel | None:
+    """The user's speaker model row (blob included) with its background model (blob deferred)."""
+    return (
+        SpeakerModel.objects.select_related("background_model")
+        .defer("background_model__blob")
+        .filter(user=user)
+        .first()
+    )
+
+
+def enrollment_utterances(*, user, purpose: str = UtterancePurpose.ENROLL) -> QuerySet:
+    """The user's stored utterances of one purpose, oldest first, feature blobs deferred."""
+    return EnrollmentUtterance.objects.filter(user=user, purpose=purpose).defer("features")
+
+
+@dataclass(frozen=True)
+class EnrollmentStatus:
+    utterances_per_digit: dict[int, int]
+    test_utterances: int
+    min_utterances_per_digit: int
+    model: SpeakerModel | None
+
+    @property
+    def digits_missing(self) -> list[int]:
+        """Digits that still need utterances before a model can be trained."""
+        need = self.min_utterances_per_digit
+        return [d for d in DIGITS if self.utterances_per_digit[d] < need]
+
+    @property
+    def ready(self) -> bool:
+        return not self.digits_missing
+
+    @property
+    def trained(self) -> bool:
+        return self.model is not None
+
+
+def enrollment_status(*, user) -> EnrollmentStatus:
+    counts = Counter(
+        enrollment_utterances(user=user).order_by().values_list("digit", flat=True).iterator()
+    )
+    return EnrollmentStatus(
+        utterances_per_digit={d: counts.get(d, 0) for d in DIGITS},
+        test_utterances=enrollment_utterances(user=user, purpose=UtterancePurpose.TEST).count(),
+        min_utterances_per_digit=settings.VERIFICATION_MIN_UTTERANCES_PER_DIGIT,
+        model=(
+            SpeakerModel.objects.defer("blob")
+            .select_related("background_model")
+            .defer("background_model__blob")
+            .filter(user=user)
+            .first()
+        ),
+    )
+
+
+def verification_attempts_visible_to(*, user) -> QuerySet:
+    """Attempts a caller may read: their own; staff read everyone's."""
+    attempts = VerificationAttempt.objects.select_related("user")
+    if user.is_staff:
+        return attempts
+    return attempts.filter(user=user)
+
+
+def verification_lockout_get(*, user) -> VerificationLockout | None:
+    return VerificationLockout.objects.filter(user=user).first()

@@ -1,0 +1,497 @@
+"""Writes of the verification app: enrollment, speaker models, challenges, verification, audit.
+
+Every function is keyword-only, named ``<entity>_<action>`` and atomic. Audit rows are written by
+``verification_attempt_create`` and nowhere else, so the audit trail has one door to guard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from verification import engine, features, selectors
+from verification.exceptions import InputError, NoBackgroundModel, NotEnrolled
+from verification.models import (
+    DIGITS,
+    BackgroundModel,
+    Challenge,
+    Decision,
+    EnrollmentUtterance,
+    Reason,
+    SpeakerModel,
+    UtterancePurpose,
+    VerificationAttempt,
+    VerificationLockout,
+)
+
+# Enrollment beyond this adds nothing measurable and lets one account grow the database and the
+# re-adaptation work without bound.
+MAX_UTTERANCES_PER_DIGIT = 20
+MAX_TEST_UTTERANCES = 200
+# Growing lockout delay: VERIFICATION_LOCKOUT_DELAY seconds after the limit, doubling per further
+# failure, capped here.
+MAX_LOCKOUT_DELAY = timedelta(hours=1)
+# 256-bit nonces, URL-safe: the challenge's public id.
+NONCE_BYTES = 32
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who sent a request, as recorded in the audit log."""
+
+    ip: str | None = None
+    user_agent: str = ""
+    session_key: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Enrollment
+
+
+def _lock_user(user) -> None:
+    """Serialise voiceprint writes of one user (train / delete / retrain) on their user row."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+
+
+@transaction.atomic
+def enrollment_utterance_add(
+    *, user, utterance: features.Utterance, purpose: str = UtterancePurpose.ENROLL
+) -> EnrollmentUtterance:
+    """Store one validated utterance (its prompted digit is required)."""
+    if utterance.digit is None:
+        raise InputError("is required; expected an integer 0..9", field="digit")
+    voiced = features.voiced_frames(utterance)
+    return EnrollmentUtterance.objects.create(
+        user=user,
+        purpose=purpose,
+        digit=utterance.digit,
+        feature_version=features.FEATURE_VERSION,
+        features=EnrollmentUtterance.pack(utterance),
+        frame_count=utterance.n_frames,
+        mean_rms=float(np.mean(utterance.rms)),
+        speech_fraction=float(np.mean(voiced)) if voiced.size else 0.0,
+    )
+
+
+@transaction.atomic
+def speaker_model_train(*, user) -> SpeakerModel | None:
+    """(Re-)adapt the user's model from all their stored enrollment utterances.
+
+    Uses the active background model. Returns None (and keeps any existing model) while some digit
+    has fewer than VERIFICATION_MIN_UTTERANCES_PER_DIGIT utterances.
+    """
+    _lock_user(user)
+    status = selectors.enrollment_status(user=user)
+    if not status.ready:
+        return None
+    ubm_row = selectors.background_model_active()
+    if ubm_row is None:
+        raise NoBackgroundModel(
+            "No active background model: run `python manage.py install_default_ubm`."
+        )
+    ubm = selectors.background_model_engine(ubm_row)
+    rows = EnrollmentUtterance.objects.filter(user=user, purpose=UtterancePurpose.ENROLL)
+    utterances = [row.to_utterance() for row in rows.order_by("created_at", "id")]
+    model = engine.enroll(ubm, utterances)
+    blob = engine.dump_speaker_model(model)
+    previous = SpeakerModel.objects.defer("blob").filter(user=user).first()
+    speaker_model, _ = SpeakerModel.objects.update_or_create(
+        user=user,
+        defaults={
+            "background_model": ubm_row,
+            "blob": blob,
+            "version": previous.version + 1 if previous else 1,
+            "utterance_count": len(utterances),
+            "trained_at": timezone.now(),
+        },
+    )
+    return speaker_model
+
+
+@transaction.atomic
+def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> SpeakerModel | None:
+    """Add enrollment utterances and re-adapt the model once every digit has enough of them."""
+    _lock_user(user)
+    status = selectors.enrollment_status(user=user)
+    counts = dict(status.utterances_per_digit)
+    for index, utterance in enumerate(utterances):
+        counts[utterance.digit] = counts.get(utterance.digit, 0) + 1
+        if counts[utterance.digit] > MAX_UTTERANCES_PER_DIGIT:
+            raise InputError(
+                f"digit {utterance.digit} already has {MAX_UTTERANCES_PER_DIGIT} enrollment "
+                "utterances; delete the voiceprint to start over",
+                field=f"utterances[{index}].digit",
+            )
+    for utterance in utterances:
+        enrollment_utterance_add(user=user, utterance=utterance)
+    return speaker_model_train(user=user)
+
+
+@transaction.atomic
+def voiceprint_delete(*, user) -> dict[str, int]:
+    """Delete the user's biometric data: utterances, speaker model, open challenges.
+
+    Audit rows stay (they hold no features). A challenge an audit row points at is kept, since
+    the row must keep its context, and closed so it can never be used.
+    """
+    _lock_user(user)
+    utterances, _ = EnrollmentUtterance.objects.filter(user=user).delete()
+    models_deleted, _ = SpeakerModel.objects.filter(user=user).delete()
+    challenges = Challenge.objects.filter(user=user)
+    challenges.filter(used_at__isnull=True).update(used_at=timezone.now())
+    challenges_deleted, _ = challenges.filter(attempts__isnull=True).delete()
+    return {
+        "utterances": utterances,
+        "speaker_models": models_deleted,
+        "challenges": challenges_deleted,
+    }
+
+
+@dataclass(frozen=True)
+class TestResult:
+    utterance: EnrollmentUtterance
+    score: float
+    threshold: float
+
+
+@transaction.atomic
+def test_utterances_score(
+    *, user, utterances: Sequence[features.Utterance]
+) -> tuple[list[TestResult], float]:
+    """Store held-out utterances of the enrolled user and score each, and all together, against
+    their model (the seed's ``/test``). Returns (per-utterance results, overall score)."""
+    speaker_row = selectors.speaker_model_get(user=user)
+    if speaker_row is None:
+        raise NotEnrolled("No voiceprint yet: train one first (POST voiceprint/train/).")
+    stored = EnrollmentUtterance.objects.filter(user=user, purpose=UtterancePurpose.TEST).count()
+    if stored + len(utterances) > MAX_TEST_UTTERANCES:
+        raise InputError(
+            f"at most {MAX_TEST_UTTERANCES} test utterances are kept; delete the voiceprint "
+            "to start over",
+            field="utterances",
+        )
+    ubm = selectors.background_model_engine(speaker_row.background_model)
+    model = engine.load_speaker_model(bytes(speaker_row.blob))
+    results = []
+    for utterance in utterances:
+        row = enrollment_utterance_add(
+            user=user, utterance=utterance, purpose=UtterancePurpose.TEST
+        )
+        results.append(TestResult(row, engine.score(ubm, model, [utterance]), ubm.threshold))
+    return results, engine.score(ubm, model, utterances)
+
+
+# --------------------------------------------------------------------------------------------------
+# Challenges
+
+
+@transaction.atomic
+def challenge_create(*, user, session_key: str = "") -> Challenge:
+    """Issue a random digit string with a single-use 256-bit nonce, bound to the user (and to
+    the browser session when the request came with one)."""
+    if not SpeakerModel.objects.filter(user=user).exists():
+        raise NotEnrolled("No voiceprint yet: enroll before asking for a challenge.")
+    now = timezone.now()
+    # Expired, never-audited challenges are dead weight: drop them as new ones are issued.
+    Challenge.objects.filter(user=user, expires_at__lt=now, attempts__isnull=True).delete()
+    digits = "".join(
+        str(secrets.choice(DIGITS)) for _ in range(settings.VERIFICATION_CHALLENGE_DIGITS)
+    )
+    return Challenge.objects.create(
+        user=user,
+        session_key=session_key or "",
+        digits=digits,
+        nonce=secrets.token_urlsafe(NONCE_BYTES),
+        expires_at=now + timedelta(seconds=settings.VERIFICATION_CHALLENGE_TTL),
+    )
+
+
+def _challenge_consume(
+    *, user, challenge_id: str, session_key: str, now
+) -> tuple[str | None, Challenge | None]:
+    """Look the challenge up and spend it. Returns (reject reason or None, challenge or None).
+
+    The nonce is consumed with one conditional UPDATE (``WHERE used_at IS NULL``): of two parallel
+    requests with one nonce exactly one gets the row. A challenge presented by someone else is
+    spent too, so an intercepted nonce dies on first use.
+    """
+    challenge = Challenge.objects.filter(nonce=challenge_id).first()
+    if challenge is None:
+        return Reason.UNKNOWN_CHALLENGE, None
+    consumed = Challenge.objects.filter(pk=challenge.pk, used_at__isnull=True).update(used_at=now)
+    if challenge.user_id != user.pk:
+        return Reason.FOREIGN_CHALLENGE, challenge
+    if not consumed:
+        return Reason.REPLAYED_CHALLENGE, challenge
+    if challenge.expires_at <= now:
+        return Reason.EXPIRED_CHALLENGE, challenge
+    if challenge.session_key and not secrets.compare_digest(challenge.session_key, session_key):
+        return Reason.SESSION_MISMATCH, challenge
+    return None, challenge
+
+
+# --------------------------------------------------------------------------------------------------
+# Lockout (DESIGN §6): counters in the database, changed only under select_for_update.
+
+
+def _lockout_enabled() -> bool:
+    return settings.VERIFICATION_LOCKOUT_FAILURES > 0
+
+
+def _lockout_for_update(user) -> VerificationLockout:
+    VerificationLockout.objects.get_or_create(user=user)
+    return VerificationLockout.objects.select_for_update().get(user=user)
+
+
+def _lockout_gate(lockout: VerificationLockout, now) -> tuple[str, int | None] | None:
+    """(reason, retry-after seconds) when the user may not attempt now, else None."""
+    if lockout.disabled_at is not None:
+        return Reason.VOICE_DISABLED, None
+    if lockout.locked_until is not None and lockout.locked_until > now:
+        return Reason.LOCKED_OUT, math.ceil((lockout.locked_until - now).total_seconds())
+    return None
+
+
+def _lockout_charge(lockout: VerificationLockout, now) -> None:
+    """Count one failure. Called *before* scoring for attempts that will be scored (refunded on
+    accept), so a crash or a flood of parallel requests can never score more than allowed."""
+    limit = settings.VERIFICATION_LOCKOUT_FAILURES
+    lockout.consecutive_failures += 1
+    lockout.total_failures += 1
+    if lockout.consecutive_failures >= limit:
+        over = lockout.consecutive_failures - limit
+        base = timedelta(seconds=settings.VERIFICATION_LOCKOUT_DELAY)
+        delay = base * 2 ** min(over, 16)
+        lockout.locked_until = now + min(delay, max(MAX_LOCKOUT_DELAY, base))
+    if lockout.total_failures >= settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
+        lockout.disabled_at = lockout.disabled_at or now
+    lockout.save()
+
+
+def _lockout_refund(lockout: VerificationLockout) -> None:
+    """An accepted attempt: undo its charge and reset the consecutive count."""
+    lockout.consecutive_failures = 0
+    lockout.total_failures = max(lockout.total_failures - 1, 0)
+    lockout.locked_until = None
+    if lockout.total_failures < settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
+        lockout.disabled_at = None
+    lockout.save()
+
+
+@transaction.atomic
+def verification_lockout_reset(*, user) -> VerificationLockout:
+    """Staff reset: clear every counter and re-enable the voice factor."""
+    lockout = _lockout_for_update(user)
+    lockout.consecutive_failures = 0
+    lockout.total_failures = 0
+    lockout.locked_until = None
+    lockout.disabled_at = None
+    lockout.save()
+    return lockout
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification and its audit trail
+
+
+@transaction.atomic
+def verification_attempt_create(
+    *,
+    user,
+    decision: str,
+    reason: str,
+    client: ClientInfo,
+    challenge: Challenge | None = None,
+    background_model: BackgroundModel | None = None,
+    score: float | None = None,
+    threshold: float | None = None,
+    frame_count: int = 0,
+    speaker_model_version: int | None = None,
+    latency_ms: int = 0,
+) -> VerificationAttempt:
+    """Append one row to the audit log. The only writer of VerificationAttempt rows."""
+    return VerificationAttempt.objects.create(
+        user=user,
+        challenge=challenge,
+        background_model=background_model,
+        decision=decision,
+        reason=reason,
+        score=score,
+        threshold=threshold,
+        frame_count=frame_count,
+        speaker_model_version=speaker_model_version,
+        ubm_version=background_model.version if background_model else "",
+        client_ip=client.ip,
+        user_agent=client.user_agent[:512],
+        latency_ms=latency_ms,
+    )
+
+
+@dataclass(frozen=True)
+class ScoreOutcome:
+    attempt: VerificationAttempt
+    retry_after: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.attempt.decision == Decision.ACCEPT
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def verification_score(
+    *,
+    user,
+    challenge_id: str,
+    utterances: Sequence[features.Utterance],
+    client: ClientInfo,
+) -> ScoreOutcome:
+    """Verify a response to a challenge; every outcome writes exactly one audit row.
+
+    Two transactions by design (DESIGN §6: lockout counters are committed *before* scoring):
+
+    1. under the user's lockout row lock: lockout gate, enrollment, challenge (consumed),
+       prompt/response shape; a failure is charged here, and a request rejected at this stage
+       is audited in the same transaction;
+    2. the engine scores with no lock held;
+    3. under the lock again: an accept refunds the charge; the decision is audited.
+    """
+    started = time.monotonic()
+    lockout_on = _lockout_enabled()
+    reject = Decision.REJECT
+
+    with transaction.atomic():
+        now = timezone.now()
+        lockout = _lockout_for_update(user) if lockout_on else None
+        gate = _lockout_gate(lockout, now) if lockout else None
+        if gate is not None:
+            reason, retry_after = gate
+            attempt = verification_attempt_create(
+                user=user,
+                decision=reject,
+                reason=reason,
+                client=client,
+                latency_ms=_elapsed_ms(started),
+            )
+            return ScoreOutcome(attempt, retry_after)
+
+        speaker_row = selectors.speaker_model_get(user=user)
+        if speaker_row is None:
+            attempt = verification_attempt_create(
+                user=user,
+                decision=reject,
+                reason=Reason.NOT_ENROLLED,
+                client=client,
+                latency_ms=_elapsed_ms(started),
+            )
+            return ScoreOutcome(attempt)
+
+        reason, challenge = _challenge_consume(
+            user=user, challenge_id=challenge_id, session_key=client.session_key, now=now
+        )
+        if reason is None and not _response_matches_prompt(challenge, utterances):
+            reason = Reason.WRONG_CONTENT
+        if lockout is not None:
+            _lockout_charge(lockout, now)
+        if reason is not None:
+            attempt = verification_attempt_create(
+                user=user,
+                decision=reject,
+                reason=reason,
+                client=client,
+                challenge=challenge,
+                background_model=speaker_row.background_model,
+                speaker_model_version=speaker_row.version,
+                frame_count=sum(u.n_frames for u in utterances),
+                latency_ms=_elapsed_ms(started),
+            )
+            return ScoreOutcome(attempt)
+
+    ubm = selectors.background_model_engine(speaker_row.background_model)
+    model = engine.load_speaker_model(bytes(speaker_row.blob))
+    if not set(challenge.digit_list) <= set(model.digits):
+        # Only a model trained on part of the digits (older data) gets here; never a 500.
+        verdict = engine.Verdict(False, Reason.WRONG_CONTENT, math.nan, ubm.threshold, 0)
+    else:
+        verdict = engine.verify(ubm, model, challenge.digit_list, utterances)
+
+    with transaction.atomic():
+        if lockout_on:
+            lockout = _lockout_for_update(user)
+            if verdict.accepted:
+                _lockout_refund(lockout)
+        attempt = verification_attempt_create(
+            user=user,
+            decision=Decision.ACCEPT if verdict.accepted else reject,
+            reason=verdict.reason,
+            client=client,
+            challenge=challenge,
+            background_model=speaker_row.background_model,
+            score=verdict.score if math.isfinite(verdict.score) else None,
+            threshold=verdict.threshold,
+            frame_count=sum(u.n_frames for u in utterances),
+            speaker_model_version=speaker_row.version,
+            latency_ms=_elapsed_ms(started),
+        )
+    return ScoreOutcome(attempt)
+
+
+def _response_matches_prompt(
+    challenge: Challenge, utterances: Sequence[features.Utterance]
+) -> bool:
+    """One utterance per prompted digit; a label the client sent must be the prompted digit.
+
+    The labels are never trusted for acceptance (the engine checks what was said); a wrong one
+    only lets us reject early.
+    """
+    prompted = challenge.digit_list
+    if len(utterances) != len(prompted):
+        return False
+    return all(u.digit is None or u.digit == d for u, d in zip(utterances, prompted, strict=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# Background models
+
+
+@transaction.atomic
+def background_model_install(
+    *, blob: bytes, activate: bool | None = None, provenance_extra: dict | None = None
+) -> tuple[BackgroundModel, bool]:
+    """Store an engine UBM blob unless its version is already stored. Returns (row, created).
+
+    ``activate=None`` activates it only when no background model is active yet.
+    """
+    ubm = engine.load_background_model(blob)
+    existing = BackgroundModel.objects.defer("blob").filter(version=ubm.version).first()
+    created = existing is None
+    row = existing
+    if row is None:
+        row = BackgroundModel.objects.create(
+            version=ubm.version,
+            feature_version=ubm.feature_version,
+            blob=blob,
+            blob_sha256=hashlib.sha256(blob).hexdigest(),
+            threshold=float(ubm.threshold),
+            provenance={**ubm.provenance, **(provenance_extra or {})},
+        )
+    if activate is None:
+        activate = not BackgroundModel.objects.filter(is_active=True).exists()
+    if activate and not row.is_active:
+        BackgroundModel.objects.filter(is_active=True).update(is_active=False)
+        BackgroundModel.objects.filter(pk=row.pk).update(is_active=True)
+        row.is_active = True
+    return row, created
