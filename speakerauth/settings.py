@@ -224,6 +224,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    # Feature-contract, domain and size errors -> 4xx with {"detail", "code", "field"}, one place.
+    "EXCEPTION_HANDLER": "verification.exceptions.api_exception_handler",
+    # Throttles only smooth load; the lockout (VERIFICATION_LOCKOUT_*) is what stops guessing.
+    "DEFAULT_THROTTLE_RATES": {
+        "verification": env_str("VERIFICATION_THROTTLE_RATE", "120/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -248,3 +254,23 @@ LOGGING = {
 SPEAKERAUTH_CORPUS_DIR = Path(
     env_str("SPEAKERAUTH_CORPUS_DIR", str(BASE_DIR.parent / "shared" / "data"))
 )
+
+# Verification (issue 4, DESIGN §5-6). All overridable from the environment; see the README.
+VERIFICATION_CHALLENGE_DIGITS = env_int("VERIFICATION_CHALLENGE_DIGITS", 5, minimum=1)
+if VERIFICATION_CHALLENGE_DIGITS > 16:
+    raise ImproperlyConfigured("VERIFICATION_CHALLENGE_DIGITS must be <= 16")
+VERIFICATION_CHALLENGE_TTL = env_int("VERIFICATION_CHALLENGE_TTL", 120, minimum=1)
+# Scores let a claimant hill-climb; only staff see them unless this evaluation switch is on.
+VERIFICATION_EXPOSE_SCORE = env_bool("VERIFICATION_EXPOSE_SCORE", False)
+# Consecutive failures before a delay of VERIFICATION_LOCKOUT_DELAY seconds (doubling per further
+# failure); after VERIFICATION_LOCKOUT_DISABLE_AFTER failures the voice factor is off until a
+# staff reset. VERIFICATION_LOCKOUT_FAILURES=0 turns the whole lockout off (evaluation only).
+VERIFICATION_LOCKOUT_FAILURES = env_int("VERIFICATION_LOCKOUT_FAILURES", 5)
+VERIFICATION_LOCKOUT_DELAY = env_int("VERIFICATION_LOCKOUT_DELAY", 30, minimum=1)
+VERIFICATION_LOCKOUT_DISABLE_AFTER = env_int("VERIFICATION_LOCKOUT_DISABLE_AFTER", 50, minimum=1)
+VERIFICATION_MIN_UTTERANCES_PER_DIGIT = env_int(
+    "VERIFICATION_MIN_UTTERANCES_PER_DIGIT", 3, minimum=1
+)
+# Trusted reverse proxies in front of the app (Heroku: 1); the client address recorded in the
+# audit log is then taken from X-Forwarded-For instead of REMOTE_ADDR.
+VERIFICATION_PROXY_COUNT = env_int("VERIFICATION_PROXY_COUNT", 0)

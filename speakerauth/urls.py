@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
+from verification import legacy
 
 urlpatterns = [
     path("", account_views.home, name="home"),
@@ -15,4 +16,8 @@ urlpatterns = [
     path("api/v1/", include("verification.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The seed's curl verbs (PUT /train, /test, /score), token or basic auth.
+    path("train", legacy.TrainView.as_view(), name="legacy-train"),
+    path("test", legacy.TestView.as_view(), name="legacy-test"),
+    path("score", legacy.ScoreView.as_view(), name="legacy-score"),
 ]
