@@ -25,6 +25,7 @@ install: $(VENV)/.installed node_modules/.package-lock.json
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py install_default_ubm
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 test: install
