@@ -221,9 +221,7 @@ def _encode(body: Any) -> bytes:
 def _post(path: str) -> Callable[[Http, tuple[str, bytes]], Response]:
     def send(http: Http, item: tuple[str, bytes]) -> Response:
         token, body = item
-        return http.request(
-            "POST", path, body=body, headers={"Authorization": f"Token {token}"}
-        )
+        return http.request("POST", path, body=body, headers={"Authorization": f"Token {token}"})
 
     return send
 
@@ -266,7 +264,10 @@ def create_challenges(base_url: str, tokens: list[str], per_user: int) -> list[t
         for _ in range(per_user):
             for token in my_tokens:
                 response = http.request(
-                    "POST", "/api/v1/challenges/", body={}, headers={"Authorization": f"Token {token}"}
+                    "POST",
+                    "/api/v1/challenges/",
+                    body={},
+                    headers={"Authorization": f"Token {token}"},
                 )
                 if response.status != 201:
                     raise RuntimeError(f"challenge -> {response.status}: {response.text()[:300]}")
@@ -436,8 +437,8 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
     ):
         w = wire[name]
         lines.append(
-            f"    {label:<15} {w['per_second'] / 1000:6.1f} KB/s / {w['per_second_max'] / 1000:6.1f}"
-            f" KB/s   (mean body {w['body_mean'] / 1000:.1f} KB)"
+            f"    {label:<15} {w['per_second'] / 1000:6.1f} KB/s / "
+            f"{w['per_second_max'] / 1000:6.1f} KB/s   (mean body {w['body_mean'] / 1000:.1f} KB)"
         )
     lines += [
         "    (raw 16 kHz 16-bit audio: 32.0 KB/s)",
@@ -540,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a minute or so)")
     parser.add_argument("--encoding", default="float16", choices=["float16", "float32"])
     parser.add_argument("--workers", type=int, help="gunicorn workers (default: gunicorn.conf.py)")
-    parser.add_argument("--threads", type=int, help="threads per worker (default: gunicorn.conf.py)")
+    parser.add_argument(
+        "--threads", type=int, help="threads per worker (default: gunicorn.conf.py)"
+    )
     parser.add_argument("--engine-report", type=Path, help="output of bench/engine.py to embed")
     parser.add_argument("--write", type=Path, help="write the markdown report here")
     parser.add_argument("--database", default="speakerauth_bench")
@@ -548,7 +551,10 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     scale = QUICK if args.quick else FULL
 
-    log(f"bench.http: {os.cpu_count()} CPUs; computing features of {len(FSDD_SPEAKERS)} FSDD speakers")
+    log(
+        f"bench.http: {os.cpu_count()} CPUs; computing features of "
+        f"{len(FSDD_SPEAKERS)} FSDD speakers"
+    )
     speakers = load_speakers(args.encoding)
     results: dict[str, Any] = {
         "machine": machine(),
@@ -577,8 +583,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"    {run.summary()}")
 
             warmup = 3 * server_workers(server)
-            per_user = -(-(warmup + scale.verify_c1 + scale.verify_c8 + scale.verify_c32
-                           + scale.json_c1) // len(tokens))
+            per_user = -(
+                -(warmup + scale.verify_c1 + scale.verify_c8 + scale.verify_c32 + scale.json_c1)
+                // len(tokens)
+            )
             log(f"creating {per_user * len(tokens)} challenges in advance")
             challenges = create_challenges(server.base_url, tokens, per_user)
             bodies = score_bodies(challenges, tokens, speakers)
@@ -598,16 +606,24 @@ def main(argv: list[str] | None = None) -> int:
             run_load(server.base_url, deal(take(warmup, bodies), 2), send, max_seconds=30)
             decisions: Counter = Counter()
             runs = []
-            for concurrency, n in ((1, scale.verify_c1), (8, scale.verify_c8),
-                                   (32, scale.verify_c32)):
+            for concurrency, n in (
+                (1, scale.verify_c1),
+                (8, scale.verify_c8),
+                (32, scale.verify_c32),
+            ):
                 items = take(n, bodies)
-                run = run_load(server.base_url, deal(items, concurrency), send,
-                               max_seconds=scale.max_seconds)
+                run = run_load(
+                    server.base_url, deal(items, concurrency), send, max_seconds=scale.max_seconds
+                )
                 runs.append(run)
                 log(f"verification {run.summary()}")
             results["verify"] = runs
-            json_run = run_load(server.base_url, [take(scale.json_c1, json_bodies)], send,
-                                max_seconds=scale.max_seconds)
+            json_run = run_load(
+                server.base_url,
+                [take(scale.json_c1, json_bodies)],
+                send,
+                max_seconds=scale.max_seconds,
+            )
             results["verify_json_c1"] = json_run
             log(f"verification, JSON arrays: {json_run.summary()}")
             decisions.update(decision_counts(env))
@@ -637,7 +653,9 @@ def decision_counts(env: dict[str, str]) -> dict[str, int]:
         "rows = VerificationAttempt.objects.values('decision', 'reason').annotate(n=Count('id'))\n"
         "print(json.dumps({f\"{r['decision']}/{r['reason']}\": r['n'] for r in rows}))\n"
     )
-    return json.loads(manage(env, "shell", "--no-imports", "--command", code).strip().splitlines()[-1])
+    return json.loads(
+        manage(env, "shell", "--no-imports", "--command", code).strip().splitlines()[-1]
+    )
 
 
 if __name__ == "__main__":

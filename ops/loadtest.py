@@ -30,7 +30,6 @@ Exits 1 on any failure and always stops gunicorn.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import subprocess
 import sys
@@ -125,8 +124,10 @@ def ensure_postgres_up() -> None:
     except subprocess.CalledProcessError as exc:
         log(f"postgres: start failed: {exc.stderr.decode(errors='replace').strip()}")
     if wait_pg_ready(60) is None:
-        log("postgres: STILL DOWN - start it by hand: pg_ctlcluster "
-            f"--skip-systemctl-redirect {cluster_version()} main start")
+        log(
+            "postgres: STILL DOWN - start it by hand: pg_ctlcluster "
+            f"--skip-systemctl-redirect {cluster_version()} main start"
+        )
     else:
         log("postgres: up")
 
@@ -230,7 +231,9 @@ def enroll_users(base_url: str, tokens: list[str], pools: list[dict]) -> list[Us
     for index, token in enumerate(tokens):
         user = User(token=token, speaker=index % len(pools))
         batch = [pools[user.speaker]["enroll"][d][i] for i in range(3) for d in range(10)]
-        response = Http(base_url, token=token).post("/api/v1/voiceprint/train/", {"utterances": batch})
+        response = Http(base_url, token=token).post(
+            "/api/v1/voiceprint/train/", {"utterances": batch}
+        )
         if response.status // 100 != 2:
             raise RuntimeError(f"initial enrollment -> {response.status}: {response.text()[:300]}")
         user.acknowledged = len(batch)
@@ -264,13 +267,16 @@ def timeline(samples: list[Sample], t0: float, duration: float, step: float = 5.
         window = [s for s in samples if begin <= s.end - t0 < begin + step]
         if not window:
             continue
-        statuses = Counter(s.status // 100 * 100 if s.status not in (0, 503) else s.status
-                           for s in window)
+        statuses = Counter(
+            s.status // 100 * 100 if s.status not in (0, 503) else s.status for s in window
+        )
         parts = ", ".join(
             f"{'conn-err' if k == 0 else (str(k) if k == 503 else f'{k // 100}xx')} {n}"
             for k, n in sorted(statuses.items())
         )
-        lines.append(f"  {begin:3d}-{begin + int(step):<3d}s  {len(window) / step:6.1f} req/s  {parts}")
+        lines.append(
+            f"  {begin:3d}-{begin + int(step):<3d}s  {len(window) / step:6.1f} req/s  {parts}"
+        )
     return lines
 
 
@@ -285,8 +291,13 @@ def judge(
     server_errors = [s for s in samples if s.status >= 500 and s.status != 503]
     conn_errors = [s for s in samples if s.status == 0]
     unavailable = [s for s in samples if s.status == 503]
-    checks.append((not server_errors, f"no 5xx other than 503 ({len(server_errors)} seen"
-                   + (f": {Counter(s.status for s in server_errors)})" if server_errors else ")")))
+    checks.append(
+        (
+            not server_errors,
+            f"no 5xx other than 503 ({len(server_errors)} seen"
+            + (f": {Counter(s.status for s in server_errors)})" if server_errors else ")"),
+        )
+    )
     checks.append((not conn_errors, f"no connection errors ({len(conn_errors)} seen)"))
     traces = [s for s in unavailable if b"Traceback" in s.body or b'File "' in s.body]
     checks.append((not traces, f"no stack trace in any 503 body ({len(traces)} with one)"))
@@ -295,31 +306,53 @@ def judge(
     if fault is None:
         checks.append((not unavailable, f"no 503 without a fault ({len(unavailable)} seen)"))
     else:
-        checks.append((fault.error is None, f"postgres {' / '.join(fault.command)} at "
-                       f"{fault.started - t0:.1f} s" + (f" FAILED: {fault.error}" if fault.error else "")))
+        checks.append(
+            (
+                fault.error is None,
+                f"postgres {' / '.join(fault.command)} at "
+                f"{fault.started - t0:.1f} s" + (f" FAILED: {fault.error}" if fault.error else ""),
+            )
+        )
         back = fault.db_back
-        checks.append((back is not None, "postgres answered again"
-                       + (f" at {back - t0:.1f} s" if back else "")))
+        checks.append(
+            (
+                back is not None,
+                "postgres answered again" + (f" at {back - t0:.1f} s" if back else ""),
+            )
+        )
         if back is not None:
-            outside = [s for s in unavailable
-                       if s.start < fault.started - 0.5 or s.end > back + RECOVERY_LIMIT]
+            outside = [
+                s
+                for s in unavailable
+                if s.start < fault.started - 0.5 or s.end > back + RECOVERY_LIMIT
+            ]
             checks.append((not outside, f"no 503 outside the outage ({len(outside)} outside)"))
             last_503 = max((s.end for s in unavailable), default=None)
             recovery = max(0.0, last_503 - back) if last_503 is not None else 0.0
             ok_after = [s for s in samples if s.start > back and 200 <= s.status < 300]
             first_ok = min((s.end for s in ok_after), default=None)
-            checks.append((
-                recovery <= RECOVERY_LIMIT and first_ok is not None,
-                f"recovered without restarting the app: last 503 {recovery:.1f} s after the "
-                f"database returned, first 2xx after it at +{(first_ok or back) - back:.1f} s "
-                f"(limit {RECOVERY_LIMIT:.0f} s); {len(unavailable)} requests answered 503",
-            ))
-    lost = {u.token[:6]: (u.acknowledged, stored.get(u.token, 0))
-            for u in users if stored.get(u.token, 0) < u.acknowledged}
+            checks.append(
+                (
+                    recovery <= RECOVERY_LIMIT and first_ok is not None,
+                    f"recovered without restarting the app: last 503 {recovery:.1f} s after the "
+                    f"database returned, first 2xx after it at +{(first_ok or back) - back:.1f} s "
+                    f"(limit {RECOVERY_LIMIT:.0f} s); {len(unavailable)} requests answered 503",
+                )
+            )
+    lost = {
+        u.token[:6]: (u.acknowledged, stored.get(u.token, 0))
+        for u in users
+        if stored.get(u.token, 0) < u.acknowledged
+    }
     acked = sum(u.acknowledged for u in users)
-    checks.append((not lost, f"no acknowledged enrollment lost: {acked} acknowledged, "
-                   f"{sum(stored.get(u.token, 0) for u in users)} stored"
-                   + (f"; short: {lost}" if lost else "")))
+    checks.append(
+        (
+            not lost,
+            f"no acknowledged enrollment lost: {acked} acknowledged, "
+            f"{sum(stored.get(u.token, 0) for u in users)} stored"
+            + (f"; short: {lost}" if lost else ""),
+        )
+    )
     return checks
 
 
@@ -328,17 +361,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
     parser.add_argument("--users", type=int, default=12)
-    parser.add_argument("--restart-db-at", type=float, default=25.0,
-                        help="seconds into the traffic to restart Postgres; 0 = no fault")
-    parser.add_argument("--db-down", type=float, default=0.0,
-                        help="keep Postgres stopped this long instead of a plain restart")
+    parser.add_argument(
+        "--restart-db-at",
+        type=float,
+        default=25.0,
+        help="seconds into the traffic to restart Postgres; 0 = no fault",
+    )
+    parser.add_argument(
+        "--db-down",
+        type=float,
+        default=0.0,
+        help="keep Postgres stopped this long instead of a plain restart",
+    )
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--database", default="speakerauth_load")
     args = parser.parse_args(argv)
     exit_on_sigterm()
     failed = False
-    log(f"loadtest: {args.duration:.0f} s, {args.concurrency} clients, {args.users} users, "
-        + (f"Postgres restart at {args.restart_db_at:.0f} s" if args.restart_db_at else "no fault"))
+    log(
+        f"loadtest: {args.duration:.0f} s, {args.concurrency} clients, {args.users} users, "
+        + (f"Postgres restart at {args.restart_db_at:.0f} s" if args.restart_db_at else "no fault")
+    )
     try:
         pools = [
             {
@@ -361,16 +404,25 @@ def main(argv: list[str] | None = None) -> int:
                 threads = [
                     threading.Thread(
                         target=client_loop,
-                        args=(server.base_url, users, pools, random.Random(args.seed + i),
-                              deadline, samples),
+                        args=(
+                            server.base_url,
+                            users,
+                            pools,
+                            # Reproducible traffic mix, not a secret.
+                            random.Random(args.seed + i),  # noqa: S311
+                            deadline,
+                            samples,
+                        ),
                     )
                     for i in range(args.concurrency)
                 ]
                 if fault is not None:
-                    threads.append(threading.Thread(
-                        target=run_fault,
-                        args=(fault, args.restart_db_at, args.db_down, t0, stop),
-                    ))
+                    threads.append(
+                        threading.Thread(
+                            target=run_fault,
+                            args=(fault, args.restart_db_at, args.db_down, t0, stop),
+                        )
+                    )
                 for thread in threads:
                     thread.start()
                 try:
@@ -382,18 +434,19 @@ def main(argv: list[str] | None = None) -> int:
                 for line in timeline(samples, t0, args.duration):
                     log(line)
                 ops = Counter(s.endpoint.split("/")[-2] for s in samples)
-                log(f"requests: {len(samples)} ({dict(ops)}), "
-                    f"{len(samples) / args.duration:.0f} req/s")
+                log(
+                    f"requests: {len(samples)} ({dict(ops)}), "
+                    f"{len(samples) / args.duration:.0f} req/s"
+                )
                 stored = stored_utterances(db_url)
                 gunicorn_log = server.log_text()
                 checks = judge(samples, users, stored, fault, t0)
-                checks.append(("Traceback" not in gunicorn_log,
-                               "no traceback in the gunicorn log"))
+                checks.append(("Traceback" not in gunicorn_log, "no traceback in the gunicorn log"))
                 for ok, text in checks:
                     log(f"  {'ok  ' if ok else 'FAIL'}  {text}")
                 failed = not all(ok for ok, _ in checks)
                 if "Traceback" in gunicorn_log:
-                    log(gunicorn_log[gunicorn_log.index("Traceback"):][:3000])
+                    log(gunicorn_log[gunicorn_log.index("Traceback") :][:3000])
     except Exception:
         failed = True
         log("  FAIL  unexpected error:\n" + traceback.format_exc())

@@ -27,7 +27,9 @@ from psycopg2 import sql
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # The server that holds the throwaway databases (trust auth on CI and on these machines).
-ADMIN_URL = os.environ.get("SPEAKERAUTH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "SPEAKERAUTH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 HOST = "127.0.0.1"
 
 
@@ -105,13 +107,18 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 def release(env: dict[str, str], *, collectstatic: bool = True) -> None:
-    """What Heroku does before the dynos start: build static files, then the release phase."""
+    """What Heroku does before the dynos start: build static files, then the release phase.
+
+    ``SPEAKERAUTH_UBM_FILE`` installs another background model file instead of the shipped one
+    (e.g. a freshly trained UBM, to benchmark it).
+    """
     if collectstatic:
         manage(env, "collectstatic", "--noinput", "--clear", "--verbosity", "0")
         log("collectstatic: hashed, compressed files in staticfiles/")
     manage(env, "migrate", "--noinput", "--verbosity", "0")
-    manage(env, "install_default_ubm")
-    log("release: migrate + install_default_ubm done")
+    ubm_file = os.environ.get("SPEAKERAUTH_UBM_FILE")
+    installed = manage(env, "install_default_ubm", *(["--path", ubm_file] if ubm_file else []))
+    log(f"release: migrate + install_default_ubm: {installed.strip()}")
 
 
 def free_port() -> int:
@@ -166,7 +173,9 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"gunicorn exited with {self.process.returncode}:\n{self.tail()}"
+                )
             if self._answers():
                 log(
                     f"gunicorn: pid {self.process.pid}, {self.env.get('WEB_CONCURRENCY', '?')} "

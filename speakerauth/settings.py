@@ -149,7 +149,9 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            # Hashed, compressed files with far-future immutable cache headers (WhiteNoise);
+            # ES-module imports rewritten to the hashed names too.
+            else "speakerauth.storage.ModuleManifestStaticFilesStorage"
         )
     },
 }
