@@ -14,7 +14,7 @@ import json
 import numpy as np
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import exceptions, status, viewsets
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.parsers import BaseParser, get_encoding
@@ -27,7 +27,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from verification import selectors, services
-from verification.exceptions import MalformedBody, RequestTooLarge
+from verification.exceptions import InputError, MalformedBody, RequestTooLarge
+from verification.features import FeatureError
 from verification.models import Reason, VerificationAttempt
 from verification.serializers import (
     AttemptDocSerializer,
@@ -192,8 +193,22 @@ def handle_test(request: Request) -> Response:
     return Response(body, status=status.HTTP_201_CREATED)
 
 
+# A score request failing on these is still a verification request: it is audited, then answered.
+SCORE_INPUT_ERRORS = (
+    InputError,
+    FeatureError,
+    RequestTooLarge,
+    exceptions.ParseError,
+    exceptions.UnsupportedMediaType,
+)
+
+
 def handle_score(request: Request) -> Response:
-    challenge_id, utterances = parse_score_body(request.data)
+    try:
+        challenge_id, utterances = parse_score_body(request.data)
+    except SCORE_INPUT_ERRORS:
+        services.verification_invalid_input_record(user=request.user, client=client_info(request))
+        raise
     outcome = services.verification_score(
         user=request.user,
         challenge_id=challenge_id,

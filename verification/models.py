@@ -15,6 +15,7 @@ import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 if TYPE_CHECKING:
     from verification.features import Utterance
@@ -206,12 +207,58 @@ class Reason(models.TextChoices):
     INVALID_INPUT = "invalid_input", "invalid input"
 
 
-class VerificationAttempt(models.Model):
+class AuditChained(models.Model):
+    """A row of an append-only, hash-chained audit table (``verification.audit``).
+
+    ``seq`` is the position in the chain (1, 2, ...; unique, so two writers can never fork it),
+    ``prev_hash`` the previous row's ``entry_hash``. ``created_at`` is set before the insert
+    (not ``auto_now_add``) because it is part of the hashed content. The database refuses
+    UPDATE and DELETE on these tables (triggers of migration 0002).
+    """
+
+    AUDIT_CHAIN = ""
+    AUDIT_FIELDS: tuple[str, ...] = ()
+
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    entry_hash = models.CharField(max_length=64, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def audit_content(self) -> dict:
+        """The hashed fields of this row, as plain values (foreign keys by id)."""
+        content = {"seq": self.seq}
+        for name in self.AUDIT_FIELDS:
+            field = self._meta.get_field(name)
+            content[name] = getattr(self, field.attname)
+        return content
+
+
+class VerificationAttempt(AuditChained):
     """The audit log: one row per verification request, whatever the outcome.
 
     Holds the decision and its context, never feature arrays. Rows are written only by
     ``services.verification_attempt_create``.
     """
+
+    AUDIT_CHAIN = "attempt"
+    AUDIT_FIELDS = (
+        "created_at",
+        "user",
+        "challenge",
+        "background_model",
+        "decision",
+        "reason",
+        "score",
+        "threshold",
+        "frame_count",
+        "speaker_model_version",
+        "ubm_version",
+        "client_ip",
+        "user_agent",
+        "latency_ms",
+    )
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="verification_attempts"
@@ -222,7 +269,7 @@ class VerificationAttempt(models.Model):
     background_model = models.ForeignKey(
         BackgroundModel, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
     decision = models.CharField(max_length=8, choices=Decision.choices)
     reason = models.CharField(max_length=32, choices=Reason.choices)
     score = models.FloatField(null=True, blank=True)
@@ -278,3 +325,67 @@ class VerificationLockout(models.Model):
             f"lockout of {self.user}: {self.consecutive_failures} consecutive, "
             f"{self.total_failures} total" + (", disabled" if self.disabled_at else "")
         )
+
+
+class AuditEventKind(models.TextChoices):
+    UTTERANCE_ADDED = "utterance_added", "enrollment utterance added"
+    MODEL_TRAINED = "model_trained", "speaker model (re)trained"
+    VOICEPRINT_DELETED = "voiceprint_deleted", "voiceprint deleted"
+    LOCKOUT_RESET = "lockout_reset", "lockout reset"
+    ATTEMPT_LABELLED = "attempt_labelled", "attempt labelled"
+
+
+class AuditEvent(AuditChained):
+    """The audit log of everything around verification that is not an attempt: enrollment
+    changes, voiceprint deletions, lockout resets, staff labels. ``details`` holds small facts
+    (digit, counts, versions), never features. Written only by ``services.audit_event_create``.
+    """
+
+    AUDIT_CHAIN = "event"
+    AUDIT_FIELDS = ("created_at", "kind", "user", "actor", "details")
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    kind = models.CharField(max_length=32, choices=AuditEventKind.choices)
+    # The user the event is about.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    # Who did it, when not the user themself (a staff member resetting a lockout).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="audit_events_performed",
+    )
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=("user", "-created_at"), name="verif_event_user_time")]
+
+    def __str__(self) -> str:
+        return f"event {self.seq}: {self.kind} of {self.user}"
+
+
+class AttemptLabel(models.Model):
+    """Staff ground truth for one attempt (was it really the user?), kept apart from the
+    append-only log so a label can be corrected; every labelling is itself an AuditEvent."""
+
+    class Truth(models.TextChoices):
+        GENUINE = "genuine", "genuine (the user)"
+        IMPOSTOR = "impostor", "impostor"
+
+    attempt = models.OneToOneField(
+        VerificationAttempt, on_delete=models.PROTECT, related_name="label"
+    )
+    truth = models.CharField(max_length=8, choices=Truth.choices)
+    labelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="attempt_labels"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt_id} labelled {self.truth}"

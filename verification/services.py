@@ -20,10 +20,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from verification import engine, features, selectors
+from verification import audit, engine, features, selectors
 from verification.exceptions import InputError, NoBackgroundModel, NotEnrolled
 from verification.models import (
     DIGITS,
+    AttemptLabel,
+    AuditChained,
+    AuditEvent,
+    AuditEventKind,
     BackgroundModel,
     Challenge,
     Decision,
@@ -72,7 +76,7 @@ def enrollment_utterance_add(
     if utterance.digit is None:
         raise InputError("is required; expected an integer 0..9", field="digit")
     voiced = features.voiced_frames(utterance)
-    return EnrollmentUtterance.objects.create(
+    row = EnrollmentUtterance.objects.create(
         user=user,
         purpose=purpose,
         digit=utterance.digit,
@@ -82,6 +86,17 @@ def enrollment_utterance_add(
         mean_rms=float(np.mean(utterance.rms)),
         speech_fraction=float(np.mean(voiced)) if voiced.size else 0.0,
     )
+    audit_event_create(
+        kind=AuditEventKind.UTTERANCE_ADDED,
+        user=user,
+        details={
+            "utterance": row.pk,
+            "purpose": row.purpose,
+            "digit": row.digit,
+            "frame_count": row.frame_count,
+        },
+    )
+    return row
 
 
 @transaction.atomic
@@ -116,6 +131,15 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
             "trained_at": timezone.now(),
         },
     )
+    audit_event_create(
+        kind=AuditEventKind.MODEL_TRAINED,
+        user=user,
+        details={
+            "model_version": speaker_model.version,
+            "ubm_version": ubm_row.version,
+            "utterance_count": speaker_model.utterance_count,
+        },
+    )
     return speaker_model
 
 
@@ -139,7 +163,7 @@ def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> Speak
 
 
 @transaction.atomic
-def voiceprint_delete(*, user) -> dict[str, int]:
+def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
     """Delete the user's biometric data: utterances, speaker model, open challenges.
 
     Audit rows stay (they hold no features). A challenge an audit row points at is kept, since
@@ -151,11 +175,15 @@ def voiceprint_delete(*, user) -> dict[str, int]:
     challenges = Challenge.objects.filter(user=user)
     challenges.filter(used_at__isnull=True).update(used_at=timezone.now())
     challenges_deleted, _ = challenges.filter(attempts__isnull=True).delete()
-    return {
+    counts = {
         "utterances": utterances,
         "speaker_models": models_deleted,
         "challenges": challenges_deleted,
     }
+    audit_event_create(
+        kind=AuditEventKind.VOICEPRINT_DELETED, user=user, actor=actor, details=counts
+    )
+    return counts
 
 
 @dataclass(frozen=True)
@@ -290,15 +318,85 @@ def _lockout_refund(lockout: VerificationLockout) -> None:
 
 
 @transaction.atomic
-def verification_lockout_reset(*, user) -> VerificationLockout:
-    """Staff reset: clear every counter and re-enable the voice factor."""
+def verification_lockout_reset(*, user, actor=None) -> VerificationLockout:
+    """Staff reset: clear every counter and re-enable the voice factor (audited, with the
+    counters as they were)."""
     lockout = _lockout_for_update(user)
+    locked = lockout.locked_until is not None and lockout.locked_until > timezone.now()
+    audit_event_create(
+        kind=AuditEventKind.LOCKOUT_RESET,
+        user=user,
+        actor=actor,
+        details={
+            "consecutive_failures": lockout.consecutive_failures,
+            "total_failures": lockout.total_failures,
+            "was_locked": locked,
+            "was_disabled": lockout.disabled_at is not None,
+        },
+    )
     lockout.consecutive_failures = 0
     lockout.total_failures = 0
     lockout.locked_until = None
     lockout.disabled_at = None
     lockout.save()
     return lockout
+
+
+# --------------------------------------------------------------------------------------------------
+# Audit chain (``verification.audit``): append-only, hash-chained, one writer at a time
+
+# pg_advisory_xact_lock keys, one per chain ("SA" + chain number): writers of one chain queue
+# up until the holder commits, so each new row links to the committed head.
+AUDIT_LOCK_KEYS = {"attempt": 0x5341_0001, "event": 0x5341_0002}
+
+
+def _audit_append(model: type[AuditChained], **fields) -> AuditChained:
+    """Insert one chained row: lock the chain, read its head, hash, insert.
+
+    Must run inside the caller's transaction (the lock is released at its commit). On SQLite
+    writers are serialised by the database itself; the unique ``seq`` refuses a fork anyway.
+    """
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_KEYS[model.AUDIT_CHAIN]])
+    head = model.objects.order_by("-seq").values_list("seq", "entry_hash").first()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, audit.GENESIS)
+    row = model(seq=seq, prev_hash=prev, created_at=timezone.now(), **fields)
+    # Hash what the database will hand back: field-normalised values (IPv6 spelling, floats).
+    for name in model.AUDIT_FIELDS:
+        field = model._meta.get_field(name)
+        if not field.is_relation:
+            setattr(row, field.attname, field.to_python(getattr(row, field.attname)))
+    row.entry_hash = audit.entry_hash(model.AUDIT_CHAIN, row.audit_content(), prev)
+    row.save(force_insert=True)
+    return row
+
+
+@transaction.atomic
+def audit_event_create(
+    *, kind: str, user, actor=None, details: dict | None = None
+) -> AuditEvent:
+    """Append one AuditEvent (small facts only: ids, counts, versions; never features)."""
+    return _audit_append(AuditEvent, kind=kind, user=user, actor=actor, details=details or {})
+
+
+@transaction.atomic
+def attempt_label_set(*, attempt: VerificationAttempt, truth: str, actor, note: str = ""):
+    """Staff ground truth for an attempt (genuine / impostor); relabelling replaces the label
+    and, like the first labelling, is audited."""
+    if truth not in AttemptLabel.Truth.values:
+        raise InputError(f"expected one of {AttemptLabel.Truth.values}", field="truth")
+    label, _ = AttemptLabel.objects.update_or_create(
+        attempt=attempt, defaults={"truth": truth, "labelled_by": actor, "note": note[:200]}
+    )
+    audit_event_create(
+        kind=AuditEventKind.ATTEMPT_LABELLED,
+        user=attempt.user,
+        actor=actor,
+        details={"attempt": attempt.pk, "attempt_seq": attempt.seq, "truth": truth},
+    )
+    return label
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,7 +419,8 @@ def verification_attempt_create(
     latency_ms: int = 0,
 ) -> VerificationAttempt:
     """Append one row to the audit log. The only writer of VerificationAttempt rows."""
-    return VerificationAttempt.objects.create(
+    return _audit_append(
+        VerificationAttempt,
         user=user,
         challenge=challenge,
         background_model=background_model,
@@ -447,6 +546,15 @@ def verification_score(
             latency_ms=_elapsed_ms(started),
         )
     return ScoreOutcome(attempt)
+
+
+@transaction.atomic
+def verification_invalid_input_record(*, user, client: ClientInfo) -> VerificationAttempt:
+    """Audit a score request whose body failed validation: one reject row, nothing else stored
+    (no challenge is consumed, the body is not kept)."""
+    return verification_attempt_create(
+        user=user, decision=Decision.REJECT, reason=Reason.INVALID_INPUT, client=client
+    )
 
 
 def _response_matches_prompt(
