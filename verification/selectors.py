@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import QuerySet
 
-from verification import engine
+from verification import audit, engine
 from verification.models import (
     DIGITS,
     BackgroundModel,
@@ -118,3 +118,12 @@ def verification_attempts_visible_to(*, user) -> QuerySet:
 
 def verification_lockout_get(*, user) -> VerificationLockout | None:
     return VerificationLockout.objects.filter(user=user).first()
+
+
+def audit_chain_report(model) -> audit.ChainReport:
+    """Walk one audit table (VerificationAttempt or AuditEvent) in chain order and check every
+    link (``verification.audit.walk``); streams rows, so it is linear time, constant memory."""
+    fields = ("seq", "prev_hash", "entry_hash", *model.AUDIT_FIELDS)
+    rows = model.objects.order_by("seq").only(*fields).iterator(chunk_size=2000)
+    links = ((row.audit_content(), row.prev_hash, row.entry_hash) for row in rows)
+    return audit.walk(model.AUDIT_CHAIN, links)
