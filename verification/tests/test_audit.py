@@ -81,7 +81,9 @@ def test_database_refuses_delete_of_an_attempt(alice):
 def test_database_refuses_raw_sql_update_of_an_attempt(alice):
     attempt = _reject(alice)
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("UPDATE verification_verificationattempt SET score = 99 WHERE id = %s", [attempt.pk])
+        cursor.execute(
+            "UPDATE verification_verificationattempt SET score = 99 WHERE id = %s", [attempt.pk]
+        )
     attempt.refresh_from_db()
     assert attempt.score is None
 
@@ -156,7 +158,8 @@ def test_verify_audit_names_a_row_edited_behind_the_orms_back(alice):
     rows = [_reject(alice) for _ in range(5)]
     with _triggers_off() as cursor:
         cursor.execute(
-            "UPDATE verification_verificationattempt SET decision = 'accept', reason = 'accepted' WHERE id = %s",
+            "UPDATE verification_verificationattempt SET decision = 'accept', "
+            "reason = 'accepted' WHERE id = %s",
             [rows[2].pk],
         )
     with pytest.raises(CommandError, match=rf"row seq 3 \(id {rows[2].pk}\) does not verify"):
@@ -178,7 +181,8 @@ def test_verify_audit_catches_a_rehashed_row_by_its_successor(alice):
     digest = audit.entry_hash("attempt", forged, rows[1].prev_hash)
     with _triggers_off() as cursor:
         cursor.execute(
-            "UPDATE verification_verificationattempt SET reason = 'low_score', entry_hash = %s WHERE id = %s",
+            "UPDATE verification_verificationattempt SET reason = 'low_score', entry_hash = %s "
+            "WHERE id = %s",
             [digest, rows[1].pk],
         )
     with pytest.raises(CommandError, match=r"row seq 3 .* prev_hash"):
@@ -190,7 +194,9 @@ def test_verify_audit_names_an_edited_audit_event(alice, staff):
     services.verification_lockout_reset(user=alice, actor=staff)
     second = AuditEvent.objects.get(seq=2)
     with _triggers_off() as cursor:
-        cursor.execute("UPDATE verification_auditevent SET actor_id = NULL WHERE id = %s", [second.pk])
+        cursor.execute(
+            "UPDATE verification_auditevent SET actor_id = NULL WHERE id = %s", [second.pk]
+        )
     with pytest.raises(CommandError, match=rf"{EVENTS}: row seq 2 \(id {second.pk}\)"):
         _verify_audit()
 
