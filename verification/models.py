@@ -31,7 +31,7 @@ class BackgroundModel(models.Model):
     """A universal background model (engine blob) and the threshold calibrated for it."""
 
     version = models.CharField(max_length=64, unique=True)
-    feature_version = models.CharField(max_length=32)
+    feature_version = models.CharField(max_length=64)
     blob = models.BinaryField()
     # SHA-256 of ``blob``: identifies the exact bytes (process caches key on it) and lets an
     # auditor check a blob against the file it was installed from.
@@ -77,7 +77,7 @@ class EnrollmentUtterance(models.Model):
         max_length=8, choices=UtterancePurpose.choices, default=UtterancePurpose.ENROLL
     )
     digit = models.PositiveSmallIntegerField()
-    feature_version = models.CharField(max_length=32)
+    feature_version = models.CharField(max_length=64)
     features = models.BinaryField()
     frame_count = models.PositiveIntegerField()
     mean_rms = models.FloatField()
