@@ -64,8 +64,14 @@ class ClientInfo:
 
 
 def _lock_user(user) -> None:
-    """Serialise voiceprint writes of one user (train / delete / retrain) on their user row."""
-    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    """Serialise voiceprint writes of one user (train / delete / retrain) on their user row.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it still queues these writers behind each other, but does
+    not block the FOR KEY SHARE that Postgres takes at COMMIT to check the deferred foreign keys
+    of a new audit row. With FOR UPDATE, a transaction holding an audit-chain lock and checking
+    its row's user FK waited on this lock while its holder waited on the chain lock: deadlock.
+    """
+    get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
 
 
 @transaction.atomic
