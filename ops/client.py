@@ -163,6 +163,18 @@ def obtain_token(http: Http, username: str, password: str) -> str:
     return str(response.json()["token"])
 
 
+def give_consent(http: Http) -> str:
+    """Agree to the current voice-consent text (required before enrollment); return its version."""
+    status = http.get("/api/v1/consent/")
+    if status.status != 200:
+        raise AssertionError(f"GET /api/v1/consent/ -> {status.status}: {status.text()[:300]}")
+    version = str(status.json()["version"])
+    response = http.post("/api/v1/consent/", {"version": version, "agreed": True})
+    if response.status != 201 or not response.json().get("given"):
+        raise AssertionError(f"POST /api/v1/consent/ -> {response.status}: {response.text()[:300]}")
+    return version
+
+
 # --------------------------------------------------------------------------------------------------
 # Real features from the corpus
 

@@ -391,10 +391,17 @@ def main(argv: list[str] | None = None) -> int:
             for name in FSDD_SPEAKERS
         ]
         with temporary_database(args.database) as db_url:
-            env = production_env(db_url, VERIFICATION_LOCKOUT_FAILURES="0")
+            env = production_env(
+                db_url,
+                # A dozen users at full speed: no lockout, and no per-user throttle (429).
+                VERIFICATION_LOCKOUT_FAILURES="0",
+                VERIFICATION_THROTTLE_RATE="1000000/min",
+            )
             release(env, collectstatic=False)
             with Gunicorn(env) as server:
-                users = enroll_users(server.base_url, create_users(env, args.users), pools)
+                users = enroll_users(
+                    server.base_url, create_users(env, args.users, server.base_url), pools
+                )
                 log(f"enrolled {len(users)} users (30 utterances each); traffic starts")
                 samples: list[Sample] = []
                 stop = threading.Event()

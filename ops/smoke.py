@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import posixpath
 import re
 import sys
 import traceback
 from typing import Any
 
-from ops.client import Http, fsdd_payloads, obtain_token, sign_up
+from ops.client import Http, fsdd_payloads, give_consent, obtain_token, sign_up
 from ops.server import (
     ROOT,
     Gunicorn,
@@ -222,6 +223,35 @@ def check_static(http: Http, checks: Checks) -> None:
             f"{url} -> {response.status}, {cache or 'no Cache-Control'}, "
             f"{response.headers.get('content-encoding', 'identity')}, {len(response.body)} B",
         )
+    check_module_references(http, manifest, checks)
+
+
+_MODULE_REF = re.compile(
+    r"""(?:\bfrom\s*|\bimport\s*\(?\s*|new URL\(\s*)["'](\.{1,2}/[^"']+)["']"""
+)
+
+
+def check_module_references(http: Http, manifest: dict[str, str], checks: Checks) -> None:
+    """A hashed module must import hashed modules only: an unhashed name would be cached for a
+    short time and could pair an old module with a new one after a deploy."""
+    hashed = set(manifest.values())
+    unhashed: list[str] = []
+    n_refs = 0
+    for name, url in sorted(manifest.items()):
+        if not (name.startswith("js/") and name.endswith(".js")):
+            continue
+        body = http.get(url, headers={"Accept": "*/*"}).text()
+        base = url.rsplit("/", 1)[0]
+        for ref in _MODULE_REF.findall(body):
+            n_refs += 1
+            target = posixpath.normpath(f"{base}/{ref}")
+            if target not in hashed:
+                unhashed.append(f"{url} -> {ref}")
+    checks.check(
+        n_refs > 0 and not unhashed,
+        f"ES-module imports and the worklet URL point at hashed files ({n_refs} references)",
+        "; ".join(unhashed),
+    )
 
 
 def run(base_url: str, checks: Checks) -> None:
@@ -236,6 +266,8 @@ def run(base_url: str, checks: Checks) -> None:
     token = obtain_token(Http(base_url), "smoke", PASSWORD)
     checks.check(bool(token), "POST /api/v1/auth/token/ -> token")
     api = Http(base_url, token=token)
+    version = give_consent(api)
+    checks.check(True, f"voice consent {version} given through POST /api/v1/consent/")
 
     log(f"  ..    computing features of FSDD speaker {SPEAKER!r} (the browser's Meyda port)")
     enrollment = fsdd_payloads(SPEAKER, ENROLL_INDICES)
