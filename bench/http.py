@@ -590,8 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         server = Gunicorn(env, workers=args.workers, threads=args.threads)
         with server, MemorySampler(server) as memory:
             results["server"] = (
-                f"{server.env.get('WEB_CONCURRENCY') or 'default'} workers x "
-                f"{server.env.get('GUNICORN_THREADS') or 'default'} threads (gthread)"
+                f"{server.configured_workers()} workers x {server.configured_threads()} "
+                "threads (gthread)"
             )
             tokens = create_users(env, scale.users, server.base_url)
             log(f"enrollment: {len(tokens)} users x {len(ENROLL_INDICES) * 10} utterances, c=8")

@@ -178,12 +178,20 @@ class Gunicorn:
                 )
             if self._answers():
                 log(
-                    f"gunicorn: pid {self.process.pid}, {self.env.get('WEB_CONCURRENCY', '?')} "
-                    f"workers x {self.env.get('GUNICORN_THREADS', '4')} threads on {self.base_url}"
+                    f"gunicorn: pid {self.process.pid}, {self.configured_workers()} workers x "
+                    f"{self.configured_threads()} threads (gthread) on {self.base_url}"
                 )
                 return
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s:\n{self.tail()}")
+
+    def configured_workers(self) -> int:
+        """The worker count gunicorn.conf.py derives from this environment."""
+        default = max(2, os.cpu_count() or 1)
+        return int(self.env.get("WEB_CONCURRENCY") or default)
+
+    def configured_threads(self) -> int:
+        return int(self.env.get("GUNICORN_THREADS") or 4)
 
     def _answers(self) -> bool:
         try:
