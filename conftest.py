@@ -14,6 +14,15 @@ def alice(db):
 
 
 @pytest.fixture
+def consenting_alice(alice):
+    """alice with a standing voice consent to the current text (enrollment requires it)."""
+    from accounts.consent import CONSENT_VERSION, voice_consent_give
+
+    voice_consent_give(user=alice, version=CONSENT_VERSION)
+    return alice
+
+
+@pytest.fixture
 def bob(db):
     return UserFactory(username="bob", password=PASSWORD)
 

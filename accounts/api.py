@@ -1,13 +1,21 @@
-"""Account endpoints of the API: token issue and the caller's identity."""
+"""Account endpoints of the API: token issue, the caller's identity, voice consent."""
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts import consent
 from accounts.models import User
+from verification.serializers import ErrorSerializer
+
+# Error answers share one shape ({"detail", "code", "field"}: verification.exceptions).
+BAD_CREDENTIALS = OpenApiResponse(
+    ErrorSerializer, description="Missing or wrong username/password (`field` names which)."
+)
+NOT_AUTHENTICATED = OpenApiResponse(ErrorSerializer, description="Not authenticated.")
 
 
 class MeSerializer(serializers.ModelSerializer):
@@ -24,13 +32,100 @@ class TokenResponseSerializer(serializers.Serializer):
 class TokenView(ObtainAuthToken):
     """Exchange a username and password for an API token (send it as `Authorization: Token …`)."""
 
-    @extend_schema(responses={200: TokenResponseSerializer})
+    @extend_schema(responses={200: TokenResponseSerializer, 400: BAD_CREDENTIALS})
     def post(self, request, *args, **kwargs):
         return super().post(request, *args, **kwargs)
 
 
-@extend_schema(responses={200: MeSerializer})
+@extend_schema(responses={200: MeSerializer, 401: NOT_AUTHENTICATED})
 @api_view(["GET"])
 def me(request: Request) -> Response:
     """The signed-in caller."""
     return Response(MeSerializer(request.user).data)
+
+
+class ConsentStatusSerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="Version of the current consent text.")
+    text = serializers.CharField(help_text="The consent text to show before asking.")
+    given = serializers.BooleanField(help_text="Whether the caller consented to this version.")
+    given_at = serializers.DateTimeField(allow_null=True)
+
+
+class JSONTrueField(serializers.BooleanField):
+    """Only the JSON literal ``true`` is agreement (DRF's BooleanField also takes 1 and "yes")."""
+
+    def to_internal_value(self, data):
+        if data is not True:
+            self.fail("invalid", input=data)
+        return True
+
+
+class ConsentGiveSerializer(serializers.Serializer):
+    version = serializers.CharField(help_text="The version of the text the user was shown.")
+    agreed = JSONTrueField(
+        help_text="Must be the JSON literal true: the user's explicit agreement.",
+        error_messages={"invalid": "must be true: consent is an explicit yes"},
+    )
+
+    def validate_version(self, value: str) -> str:
+        if value != consent.CONSENT_VERSION:
+            raise serializers.ValidationError(
+                f"expected the current consent version {consent.CONSENT_VERSION!r}, got "
+                f"{value[:40]!r}; fetch GET /api/v1/consent/ and show its text"
+            )
+        return value
+
+
+
+def _error(description: str) -> OpenApiResponse:
+    from verification.serializers import ErrorSerializer  # the API's one error shape
+
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+NOT_AUTHENTICATED = _error("Not authenticated.")
+CSRF_FAILED = _error("CSRF check failed (session-authenticated browser requests).")
+
+
+def _consent_body(user) -> dict:
+    return ConsentStatusSerializer(consent.consent_status(user=user)).data
+
+
+@extend_schema(
+    methods=["GET"],
+    summary="Voice consent: current text and whether you gave it",
+    responses={200: ConsentStatusSerializer, 401: NOT_AUTHENTICATED},
+    tags=["consent"],
+)
+@extend_schema(
+    methods=["POST"],
+    summary="Give voice consent",
+    description="Required before any enrollment recording is accepted (`voiceprint/train/`).",
+    request=ConsentGiveSerializer,
+    responses={
+        201: ConsentStatusSerializer,
+        400: _error("`field` is `version` (not the current text) or `agreed` (not true)."),
+        401: NOT_AUTHENTICATED,
+        403: CSRF_FAILED,
+    },
+    tags=["consent"],
+)
+@extend_schema(
+    methods=["DELETE"],
+    summary="Withdraw voice consent",
+    description="Withdraws consent and deletes the caller's voiceprint in the same transaction.",
+    responses={204: None, 401: NOT_AUTHENTICATED, 403: CSRF_FAILED},
+    tags=["consent"],
+)
+@api_view(["GET", "POST", "DELETE"])
+def voice_consent(request: Request) -> Response:
+    """The caller's consent to keeping a voiceprint (versioned text, explicit yes)."""
+    if request.method == "POST":
+        data = ConsentGiveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        consent.voice_consent_give(user=request.user, version=data.validated_data["version"])
+        return Response(_consent_body(request.user), status=status.HTTP_201_CREATED)
+    if request.method == "DELETE":
+        consent.voice_consent_withdraw(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(_consent_body(request.user))

@@ -5,4 +5,5 @@ from accounts import api
 urlpatterns = [
     path("auth/token/", api.TokenView.as_view(), name="api-token"),
     path("me/", api.me, name="api-me"),
+    path("consent/", api.voice_consent, name="api-consent"),
 ]

@@ -1,6 +1,9 @@
-"""The user model: custom from the first migration so it can grow without a swap."""
+"""The user model (custom from the first migration; it can grow without a swap), voice consent."""
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils import timezone
 
 
 class User(AbstractUser):
@@ -9,3 +12,38 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.username
+
+
+class VoiceConsent(models.Model):
+    """A user's explicit consent to keep a voiceprint, for one version of the consent text.
+
+    Rows are never edited except to record a withdrawal, so the history of what each user agreed
+    to, and when, survives (GDPR art. 7(1): the controller must be able to show consent).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="voice_consents"
+    )
+    text_version = models.CharField(max_length=32)
+    given_at = models.DateTimeField(default=timezone.now)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-given_at", "-id")
+        constraints = [
+            # At most one standing consent per user and text version.
+            models.UniqueConstraint(
+                fields=("user", "text_version"),
+                condition=models.Q(withdrawn_at__isnull=True),
+                name="voice_consent_one_standing_per_version",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(withdrawn_at__isnull=True)
+                | models.Q(withdrawn_at__gte=models.F("given_at")),
+                name="voice_consent_withdrawn_after_given",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "withdrawn" if self.withdrawn_at else "given"
+        return f"{self.user} consent v{self.text_version} ({state})"

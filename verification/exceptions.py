@@ -43,6 +43,13 @@ class NotEnrolled(DomainError):
     code = "not_enrolled"
 
 
+class ConsentRequired(DomainError):
+    """Enrollment without a standing consent to the current consent text (DESIGN §6)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "consent_required"
+
+
 class NoBackgroundModel(DomainError):
     """The deployment has no active background model (run ``manage.py install_default_ubm``)."""
 
