@@ -111,9 +111,10 @@ TEMPLATES = [
 ]
 
 # SQLite for local work with no server; Postgres (or anything dj-database-url parses) when set.
+# An empty DATABASE_URL (common in .env files) means unset, not "no database".
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )

@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, status, viewsets
 from rest_framework.authentication import SessionAuthentication
@@ -181,7 +182,7 @@ def handle_test(request: Request) -> Response:
     exposed = scores_visible(request)
     rows = []
     for result in results:
-        row = TestUtteranceResultSerializer(result).data
+        row = TestUtteranceResultSerializer(result.utterance).data
         if exposed:
             row["score"] = result.score
             row["passed"] = result.score >= result.threshold
@@ -238,7 +239,8 @@ def _errors(*codes: int) -> dict:
     text = {
         400: "Invalid body: `field` names the input, `detail` what was expected. Nothing stored.",
         401: "Not authenticated.",
-        403: "Not allowed (e.g. CSRF failure, or the voice factor is disabled).",
+        403: "Not allowed: CSRF failure (session clients), no consent to the current text "
+        "(enrollment), or the voice factor is disabled.",
         404: "Not found (or not yours).",
         409: "Not enrolled yet.",
         413: "Request body larger than DATA_UPLOAD_MAX_MEMORY_SIZE.",
@@ -249,7 +251,7 @@ def _errors(*codes: int) -> dict:
     return {c: OpenApiResponse(ErrorSerializer, description=text[c]) for c in codes}
 
 
-FEATURE_ERRORS = (400, 401, 413, 415, 429)
+FEATURE_ERRORS = (400, 401, 403, 413, 415, 429)
 
 TRAIN_SCHEMA = extend_schema(
     summary="Add enrollment utterances",
@@ -337,16 +339,28 @@ class SingletonRouter(SimpleRouter):
     ]
 
 
+class RequiredBodySchema(AutoSchema):
+    """Marks every request body as required: drf-spectacular cannot infer it for the ``oneOf``
+    of train and test (one utterance or a list), and none of these bodies is optional."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is not None:
+            body["required"] = True
+        return body
+
+
 class VoiceprintViewSet(viewsets.ViewSet):
     """The caller's voiceprint: enrollment status, training, held-out tests, verification."""
 
     parser_classes = [StrictJSONParser]
+    schema = RequiredBodySchema()
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "verification"
 
     @extend_schema(
         summary="Enrollment status",
-        responses={200: VoiceprintStatusSerializer, **_errors(401)},
+        responses={200: VoiceprintStatusSerializer, **_errors(401, 429)},
         tags=["voiceprint"],
     )
     def retrieve(self, request: Request) -> Response:
@@ -356,7 +370,7 @@ class VoiceprintViewSet(viewsets.ViewSet):
         summary="Delete the voiceprint",
         description="Delete the caller's utterances, speaker model and open challenges. "
         "Audit rows remain (they hold no features).",
-        responses={204: None, **_errors(401)},
+        responses={204: None, **_errors(401, 403, 429)},
         tags=["voiceprint"],
     )
     def destroy(self, request: Request) -> Response:
@@ -388,7 +402,7 @@ class VoiceprintViewSet(viewsets.ViewSet):
             "browser session when session-authenticated."
         ),
         request=None,
-        responses={201: ChallengeSerializer, **_errors(401, 409, 429)},
+        responses={201: ChallengeSerializer, **_errors(401, 403, 409, 429)},
         tags=["verification"],
     )
 )

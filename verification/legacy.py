@@ -29,6 +29,7 @@ class _LegacyView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "verification"
     http_method_names = ["put", "post", "options"]
+    schema = api.RequiredBodySchema()
 
 
 # Documented like their v1 twins, grouped apart.

@@ -20,6 +20,8 @@ from verification.models import Challenge, Decision, Reason, VerificationAttempt
 # Bounds a request body by count as well as bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).
 MAX_UTTERANCES_PER_REQUEST = 50
 MAX_CHALLENGE_ID_LENGTH = 64
+# A prompt is at most 16 digits long (Challenge.digits); anything longer is not an answer.
+MAX_PROMPT_DIGITS = 16
 
 # --------------------------------------------------------------------------------------------------
 # Parsing (the real validation)
@@ -73,8 +75,9 @@ def parse_score_body(data: Any) -> tuple[str, list[features.Utterance]]:
         raise InputError(
             "is required; expected one utterance per prompted digit", field="utterances"
         )
-    # A prompt is at most 16 digits long (Challenge.digits); anything longer is not an answer.
-    return challenge, _parse_list(data["utterances"], require_digit=False, max_items=16)
+    return challenge, _parse_list(
+        data["utterances"], require_digit=False, max_items=MAX_PROMPT_DIGITS
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,9 +143,11 @@ class ScoreUtterancePayloadSerializer(UtterancePayloadSerializer):
     )
 
 
+# ListField rather than many=True: drf-spectacular documents a ListField's bounds (minItems,
+# maxItems) but not a ListSerializer's.
 class UtteranceListRequestSerializer(serializers.Serializer):
-    utterances = UtterancePayloadSerializer(
-        many=True, min_length=1, max_length=MAX_UTTERANCES_PER_REQUEST
+    utterances = serializers.ListField(
+        child=UtterancePayloadSerializer(), min_length=1, max_length=MAX_UTTERANCES_PER_REQUEST
     )
 
 
@@ -157,10 +162,10 @@ class ScoreRequestSerializer(serializers.Serializer):
     challenge = serializers.CharField(
         max_length=MAX_CHALLENGE_ID_LENGTH, help_text="The `id` returned by POST challenges/."
     )
-    utterances = ScoreUtterancePayloadSerializer(
-        many=True,
+    utterances = serializers.ListField(
+        child=ScoreUtterancePayloadSerializer(),
         min_length=1,
-        max_length=16,
+        max_length=MAX_PROMPT_DIGITS,
         help_text="One utterance per prompted digit, in the prompted order.",
     )
 
@@ -235,10 +240,13 @@ class TrainResponseSerializer(VoiceprintStatusSerializer):
 
 
 class TestUtteranceResultSerializer(serializers.Serializer):
-    id = serializers.IntegerField(source="utterance.id")
-    digit = serializers.IntegerField(source="utterance.digit")
-    frame_count = serializers.IntegerField(source="utterance.frame_count")
-    speech_fraction = serializers.FloatField(source="utterance.speech_fraction")
+    """One stored test utterance. Serialises the utterance row, not the scored result, so that
+    ``score`` and ``passed`` appear only where the view adds them (exposed callers)."""
+
+    id = serializers.IntegerField()
+    digit = serializers.IntegerField()
+    frame_count = serializers.IntegerField()
+    speech_fraction = serializers.FloatField()
     score = serializers.FloatField(
         required=False, help_text="Only for staff / VERIFICATION_EXPOSE_SCORE."
     )
