@@ -83,7 +83,6 @@ def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(ErrorSerializer, description=description)
 
 
-NOT_AUTHENTICATED = _error("Not authenticated.")
 CSRF_FAILED = _error("CSRF check failed (session-authenticated browser requests).")
 
 
