@@ -31,8 +31,9 @@ const buttons = {
 const STATE_LABELS = {
   idle: "Press Start when you are ready.",
   opening: "Starting the microphone…",
+  ready: "Get ready to say:",
   listening: "Say this digit now:",
-  hearing: "Listening…",
+  hearing: "Listening… (stops by itself)",
   processing: "Checking the recording…",
   sending: "Saving…",
   retry: "Let's try that digit again:",
@@ -51,13 +52,18 @@ const recorder = new Recorder({
   onState: (state) => setPromptState(state),
 });
 
+/** Prompt box state; `digit` (when given) is the digit on show, null for none. Each "listening"
+ * (sent by the recorder as a take starts) counts a new take in data-take. */
 function setPromptState(state, digit) {
-  promptBox.dataset.state = state;
-  if (digit !== undefined) promptBox.dataset.digit = digit === null ? "" : String(digit);
+  if (digit !== undefined) {
+    promptBox.dataset.digit = digit === null ? "" : String(digit);
+    promptDigit.textContent = digit === null ? "–" : String(digit);
+  }
   if (state === "listening") {
     takeCounter += 1;
     promptBox.dataset.take = String(takeCounter);
   }
+  promptBox.dataset.state = state;
   promptLabel.textContent = STATE_LABELS[state] || "";
 }
 
@@ -124,6 +130,14 @@ function renderProgress() {
   $("#progress-summary").textContent = `${done} of ${need * 10} recordings`;
 }
 
+/** One line of quality feedback for a usable take: how long the word was and how loud. */
+function qualityNote(take) {
+  const seconds = ((take.speech.end - take.speech.start) * 0.01).toFixed(2);
+  const peakDb = 20 * Math.log10(take.speech.peak + 1e-9);
+  const loudness = peakDb < -35 ? "a little quiet, but usable" : peakDb > -6 ? "loud, but clean" : "a good level";
+  return `${seconds} s of speech, ${loudness}.`;
+}
+
 function enrollmentComplete() {
   return progress.trained && progress.counts.every((c) => c >= progress.need);
 }
@@ -173,8 +187,7 @@ async function session() {
   }
   while (running && queue.length) {
     const digit = queue[0];
-    promptDigit.textContent = String(digit);
-    setPromptState("listening", digit);
+    setPromptState("ready", digit);
     announce(statusEl, `Say ${digit}.`);
     const take = await recorder.record();
     if (!take || !running) break;
@@ -189,7 +202,7 @@ async function session() {
         progress = readProgress(body);
         renderProgress();
         queue.shift();
-        feedback.textContent = `Saved "${digit}" (${take.frames} frames).`;
+        feedback.textContent = `Saved “${digit}”: ${qualityNote(take)}`;
         feedback.dataset.kind = "ok";
         if (enrollmentComplete()) {
           await finish();
@@ -198,6 +211,12 @@ async function session() {
         if (!queue.length) queue = buildQueue(progress.counts, progress.need, !progress.trained);
         continue;
       } catch (err) {
+        if (err instanceof ApiError && err.body && err.body.code === "consent_required") {
+          setRunning(false);
+          recorder.close();
+          await showConsent();
+          return;
+        }
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
           setRunning(false);
           recorder.close();
@@ -230,6 +249,26 @@ function pause() {
   setPromptState("paused");
   announce(statusEl, "Paused.");
   focus(buttons.start);
+}
+
+function renderConsent(consent) {
+  consentSection.dataset.version = consent.version;
+  $("#consent-version").textContent = consent.version;
+  if (consent.text) $("#consent-text").textContent = consent.text;
+  root.dataset.state = "consent";
+  show(recordSection, false);
+  show(doneSection, false);
+  show(consentSection, true);
+  focus($("#consent-title"));
+}
+
+async function showConsent() {
+  try {
+    renderConsent(await api(urls.consentUrl));
+    showAlert(alertEl, "Your consent is needed (again) before more recordings can be saved.", "warn");
+  } catch (err) {
+    showAlert(alertEl, describeError(err));
+  }
 }
 
 async function giveConsent(event) {
@@ -284,12 +323,7 @@ async function init() {
     }
     progress = readProgress(status);
     if (!consent.given) {
-      consentSection.dataset.version = consent.version;
-      $("#consent-version").textContent = consent.version;
-      if (consent.text) $("#consent-text").textContent = consent.text;
-      root.dataset.state = "consent";
-      show(consentSection, true);
-      focus($("#consent-title"));
+      renderConsent(consent);
     } else if (enrollmentComplete()) {
       root.dataset.state = "done";
       renderProgress();

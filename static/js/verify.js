@@ -20,8 +20,9 @@ const buttons = { start: $("#start"), rerecord: $("#rerecord"), cancel: $("#canc
 const STATE_LABELS = {
   idle: "Press Start when you are ready.",
   opening: "Starting the microphone…",
+  ready: "Get ready to say:",
   listening: "Say this digit now:",
-  hearing: "Listening…",
+  hearing: "Listening… (stops by itself)",
   processing: "Checking the recording…",
   retry: "Let's try that digit again:",
   sending: "Checking your voice…",
@@ -36,13 +37,18 @@ const recorder = new Recorder({
   onState: (state) => setPromptState(state),
 });
 
+/** Prompt box state; `digit` (when given) is the digit on show, null for none. Each "listening"
+ * (sent by the recorder as a take starts) counts a new take in data-take. */
 function setPromptState(state, digit) {
-  promptBox.dataset.state = state;
-  if (digit !== undefined) promptBox.dataset.digit = digit === null ? "" : String(digit);
+  if (digit !== undefined) {
+    promptBox.dataset.digit = digit === null ? "" : String(digit);
+    promptDigit.textContent = digit === null ? "–" : String(digit);
+  }
   if (state === "listening") {
     takeCounter += 1;
     promptBox.dataset.take = String(takeCounter);
   }
+  promptBox.dataset.state = state;
   promptLabel.textContent = STATE_LABELS[state] || "";
 }
 
@@ -81,6 +87,27 @@ function showResult(kind, title, detail) {
   focus(heading);
 }
 
+let unlockTimer = null;
+
+/** Keep "Try again" disabled until the lockout ends, counting down on the button. */
+function holdRetry(seconds) {
+  clearInterval(unlockTimer);
+  const until = Date.now() + seconds * 1000;
+  const tick = () => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left <= 0) {
+      clearInterval(unlockTimer);
+      buttons.retry.disabled = false;
+      buttons.retry.textContent = "Try again";
+      return;
+    }
+    buttons.retry.disabled = true;
+    buttons.retry.textContent = `Try again in ${left} s`;
+  };
+  tick();
+  unlockTimer = setInterval(tick, 1000);
+}
+
 function showLockout(err) {
   const body = err.body || {};
   if (body.reason === "voice_disabled" || body.code === "voice_disabled") {
@@ -90,25 +117,35 @@ function showLockout(err) {
       "After too many failed attempts, voice verification is disabled for your account until support " +
         "re-enables it. Your password still works.",
     );
+    buttons.retry.disabled = true;
     return;
   }
-  const wait = err.retryAfter;
-  showResult(
-    "locked",
-    "Too many failed attempts",
-    wait != null
-      ? `Voice verification is locked. Try again ${describeDelay(wait)}. Your password still works.`
-      : "Voice verification is locked for a while. Try again later; your password still works.",
-  );
+  const wait = err.retryAfter ?? body.retry_after ?? null;
+  if (body.reason !== "locked_out") {
+    // DRF's throttle: too many requests in a short time, not failed attempts.
+    showResult(
+      "locked",
+      "Too many requests",
+      wait != null ? `Please wait and try again ${describeDelay(wait)}.` : "Please wait a moment and try again.",
+    );
+  } else {
+    showResult(
+      "locked",
+      "Too many failed attempts",
+      wait != null
+        ? `Voice verification is locked. Try again ${describeDelay(wait)}. Your password still works.`
+        : "Voice verification is locked for a while. Try again later; your password still works.",
+    );
+  }
+  if (wait != null) holdRetry(wait);
 }
 
 function handleApiError(err) {
-  if (err instanceof ApiError && (err.status === 429 || (err.status === 403 && err.retryAfter != null))) {
+  const body = (err instanceof ApiError && err.body) || {};
+  if (err instanceof ApiError && (err.status === 429 || body.reason === "voice_disabled")) {
     showLockout(err);
-  } else if (err instanceof ApiError && err.body && err.body.code === "not_enrolled") {
+  } else if (body.code === "not_enrolled" || body.reason === "not_enrolled") {
     showNotEnrolled();
-  } else if (err instanceof ApiError && err.body && err.body.code === "voice_disabled") {
-    showLockout(err);
   } else {
     setRunning(false);
     recorder.close();
@@ -152,8 +189,7 @@ async function attempt() {
   while (running && index < digits.length) {
     const digit = digits[index];
     renderSteps(digits.length, index);
-    promptDigit.textContent = String(digit);
-    setPromptState("listening", digit);
+    setPromptState("ready", digit);
     announce(statusEl, `Digit ${index + 1} of ${digits.length}: say ${digit}.`);
     const take = await recorder.record();
     if (!take || !running) return;
@@ -179,7 +215,6 @@ async function attempt() {
     return;
   }
   setPromptState("sending", null);
-  promptDigit.textContent = "…";
   try {
     const result = await api(urls.scoreUrl, {
       method: "POST",
