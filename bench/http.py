@@ -44,9 +44,12 @@ import numpy as np
 
 from ops.client import (
     FSDD_SPEAKERS,
+    FreshRecordings,
     Http,
     Response,
+    as_payloads,
     fsdd_payloads,
+    fsdd_utterances,
     give_consent,
     seconds_of_speech,
 )
@@ -60,6 +63,7 @@ from ops.server import (
     release,
     temporary_database,
 )
+from verification.features import Utterance, utterance_payload
 
 TARGETS = {
     "p50": 15.0,  # ms, concurrency 1
@@ -70,7 +74,9 @@ TARGETS = {
     "rss": 200 * 1024 * 1024,  # bytes per worker
 }
 ENROLL_INDICES = range(0, 5)  # 5 recordings per digit: 30 make the first model, 20 re-adapt
-HELD_OUT_INDICES = range(40, 50)
+# Never enrolled; 45 per digit, used in turn so the replay check sees no repeats.
+HELD_OUT_INDICES = range(5, 50)
+WIRE_SAMPLE_PER_DIGIT = 10
 
 
 @dataclass
@@ -212,17 +218,20 @@ class Speaker:
     enroll: dict[int, list[dict[str, Any]]]
     held_out: dict[int, list[dict[str, Any]]]
     held_out_json: dict[int, list[dict[str, Any]]]
+    held_out_utts: dict[int, list[Utterance]]
 
 
 def load_speakers(encoding: str) -> list[Speaker]:
     speakers = []
     for name in FSDD_SPEAKERS:
+        held_out = fsdd_utterances(name, HELD_OUT_INDICES)
         speakers.append(
             Speaker(
                 name=name,
                 enroll=fsdd_payloads(name, ENROLL_INDICES, encoding=encoding),
-                held_out=fsdd_payloads(name, HELD_OUT_INDICES, encoding=encoding),
-                held_out_json=fsdd_payloads(name, HELD_OUT_INDICES, encoding=None),
+                held_out=as_payloads(held_out, encoding=encoding),
+                held_out_json=as_payloads(held_out, encoding=None),
+                held_out_utts=held_out,
             )
         )
     return speakers
@@ -301,36 +310,35 @@ def create_challenges(base_url: str, tokens: list[str], per_user: int) -> list[t
 
 
 def score_bodies(
-    challenges: list[tuple[str, dict]],
-    tokens: list[str],
-    speakers: list[Speaker],
-    *,
-    json_arrays: bool = False,
-) -> list[tuple[str, bytes]]:
+    challenges: list[tuple[str, dict]], tokens: list[str], speakers: list[Speaker]
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """(compact bodies, JSON-array bodies) answering ``challenges`` in order: two encodings of the
+    same answer, of which one is sent. Each user's recordings of a digit are used in turn
+    (``FreshRecordings``), so no answer repeats a recording that user sent recently."""
     speaker_of = {token: speakers[i % len(speakers)] for i, token in enumerate(tokens)}
-    bodies = []
-    for n, (token, challenge) in enumerate(challenges):
-        speaker = speaker_of[token]
-        pool = speaker.held_out_json if json_arrays else speaker.held_out
-        utterances = [
-            pool[digit][(n + position) % len(pool[digit])]
-            for position, digit in enumerate(challenge["digits"])
-        ]
-        bodies.append((token, _encode({"challenge": challenge["id"], "utterances": utterances})))
-    return bodies
+    turns = {token: FreshRecordings(speaker.held_out) for token, speaker in speaker_of.items()}
+    bodies, json_bodies = [], []
+    for token, challenge in challenges:
+        speaker, turn = speaker_of[token], turns[token]
+        picks = []
+        for digit in challenge["digits"]:
+            index = turn.next[digit] % len(speaker.held_out[digit])
+            turn.take(digit)
+            picks.append((digit, index))
+        for out, pool in ((bodies, speaker.held_out), (json_bodies, speaker.held_out_json)):
+            utterances = [pool[digit][index] for digit, index in picks]
+            out.append((token, _encode({"challenge": challenge["id"], "utterances": utterances})))
+    return bodies, json_bodies
 
 
 def wire_sizes(speakers: list[Speaker]) -> dict[str, dict[str, float]]:
     """Bytes per second of speech of single-utterance bodies (what the recorder POSTs)."""
-    from verification.features import parse_utterance, utterance_payload
-
     sizes: dict[str, list[float]] = {"json": [], "float32": [], "float16": []}
     bodies: dict[str, list[int]] = {"json": [], "float32": [], "float16": []}
     for speaker in speakers:
         for digit in range(10):
-            for payload in speaker.held_out_json[digit]:
-                utt = parse_utterance(payload)
-                seconds = seconds_of_speech(payload)
+            for utt in speaker.held_out_utts[digit][:WIRE_SAMPLE_PER_DIGIT]:
+                seconds = seconds_of_speech(utterance_payload(utt))
                 for encoding in sizes:
                     body = utterance_payload(utt, encoding=None if encoding == "json" else encoding)
                     n_bytes = len(_encode(body))
@@ -606,8 +614,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             log(f"creating {per_user * len(tokens)} challenges in advance")
             challenges = create_challenges(server.base_url, tokens, per_user)
-            bodies = score_bodies(challenges, tokens, speakers)
-            json_bodies = score_bodies(challenges, tokens, speakers, json_arrays=True)
+            bodies, json_bodies = score_bodies(challenges, tokens, speakers)
             results["score_body_bytes"] = statistics.fmean(len(b) for _, b in bodies)
             results["score_json_bytes"] = statistics.fmean(len(b) for _, b in json_bodies)
             send = _post("/api/v1/voiceprint/score/")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from verification.features import utterance_payload, wav_to_utterance
+from verification.features import Utterance, utterance_payload, wav_to_utterance
 
 ROOT = Path(__file__).resolve().parent.parent
 FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
@@ -183,26 +183,54 @@ def corpus_dir() -> Path:
     return Path(os.environ.get("SPEAKERAUTH_CORPUS_DIR", str(ROOT.parent / "shared" / "data")))
 
 
-def fsdd_payloads(
-    speaker: str, indices: range | list[int], *, encoding: str | None = "float16"
-) -> dict[int, list[dict[str, Any]]]:
-    """{digit: [utterance payload, ...]} for an FSDD speaker, computed as the browser would."""
+def fsdd_utterances(speaker: str, indices: range | list[int]) -> dict[int, list[Utterance]]:
+    """{digit: [Utterance, ...]} for an FSDD speaker, features computed as the browser would."""
     folder = corpus_dir() / "fsdd"
     if not folder.is_dir():
         raise FileNotFoundError(
             f"corpus folder {folder} is missing: set SPEAKERAUTH_CORPUS_DIR to the folder that "
             "holds fsdd/"
         )
-    payloads: dict[int, list[dict[str, Any]]] = {}
-    for digit in range(10):
-        payloads[digit] = [
-            utterance_payload(
-                wav_to_utterance(folder / f"{digit}_{speaker}_{index}.wav", digit=digit),
-                encoding=encoding,
-            )
+    return {
+        digit: [
+            wav_to_utterance(folder / f"{digit}_{speaker}_{index}.wav", digit=digit)
             for index in indices
         ]
-    return payloads
+        for digit in range(10)
+    }
+
+
+def as_payloads(
+    utterances: dict[int, list[Utterance]], *, encoding: str | None = "float16"
+) -> dict[int, list[dict[str, Any]]]:
+    """The request bodies of ``fsdd_utterances`` (``encoding=None``: JSON arrays)."""
+    return {
+        digit: [utterance_payload(utt, encoding=encoding) for utt in utts]
+        for digit, utts in utterances.items()
+    }
+
+
+def fsdd_payloads(
+    speaker: str, indices: range | list[int], *, encoding: str | None = "float16"
+) -> dict[int, list[dict[str, Any]]]:
+    """{digit: [utterance payload, ...]} for an FSDD speaker, computed as the browser would."""
+    return as_payloads(fsdd_utterances(speaker, indices), encoding=encoding)
+
+
+class FreshRecordings:
+    """Hands out a user's recordings of a digit in turn, so that no attempt repeats one the server
+    saw recently: the replay check rejects near-copies of a user's recent utterances, and a real
+    user never says a digit the same way twice. ``pool`` is {digit: [payload, ...]}."""
+
+    def __init__(self, pool: dict[int, list[dict[str, Any]]]) -> None:
+        self.pool = pool
+        self.next = dict.fromkeys(pool, 0)
+
+    def take(self, digit: int) -> dict[str, Any]:
+        recordings = self.pool[digit]
+        payload = recordings[self.next[digit] % len(recordings)]
+        self.next[digit] += 1
+        return payload
 
 
 def seconds_of_speech(payload: dict[str, Any]) -> float:

@@ -43,7 +43,7 @@ from pathlib import Path
 import psycopg2
 
 from bench.http import create_users
-from ops.client import FSDD_SPEAKERS, Http, Response, fsdd_payloads
+from ops.client import FSDD_SPEAKERS, FreshRecordings, Http, Response, fsdd_payloads
 from ops.server import (
     Gunicorn,
     exit_on_sigterm,
@@ -160,6 +160,7 @@ def run_fault(fault: Fault, at: float, down: float, t0: float, stop: threading.E
 class User:
     token: str
     speaker: int
+    recordings: FreshRecordings
     next_enroll: int = 0
     acknowledged: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -217,9 +218,8 @@ def client_loop(
         if op == "challenge" or response is None or response.status != 201:
             continue
         prompt = response.json()
-        utterances = [
-            pool["held_out"][d][rng.randrange(len(pool["held_out"][d]))] for d in prompt["digits"]
-        ]
+        with user.lock:
+            utterances = [user.recordings.take(d) for d in prompt["digits"]]
         body = {"challenge": prompt["id"], "utterances": utterances}
         call(op, "/api/v1/voiceprint/score/", user, body)
     http.close()
@@ -229,7 +229,10 @@ def enroll_users(base_url: str, tokens: list[str], pools: list[dict]) -> list[Us
     """Give every user a model first: 3 recordings per digit in one request."""
     users = []
     for index, token in enumerate(tokens):
-        user = User(token=token, speaker=index % len(pools))
+        speaker = index % len(pools)
+        user = User(
+            token=token, speaker=speaker, recordings=FreshRecordings(pools[speaker]["held_out"])
+        )
         batch = [pools[user.speaker]["enroll"][d][i] for i in range(3) for d in range(10)]
         response = Http(base_url, token=token).post(
             "/api/v1/voiceprint/train/", {"utterances": batch}
@@ -386,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         pools = [
             {
                 "enroll": fsdd_payloads(name, range(0, 20)),
-                "held_out": fsdd_payloads(name, range(40, 50)),
+                # Never enrolled; each user's are used in turn (no replays).
+                "held_out": fsdd_payloads(name, range(20, 50)),
             }
             for name in FSDD_SPEAKERS
         ]
