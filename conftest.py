@@ -8,6 +8,13 @@ from accounts.tests.factories import UserFactory
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 at Django's production cost takes ~1 s per user on a busy CI box; tests check
+    authentication, not hashing strength (production keeps the default hashers)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def alice(db):
     return UserFactory(username="alice", password=PASSWORD)

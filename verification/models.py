@@ -389,3 +389,33 @@ class AttemptLabel(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.attempt_id} labelled {self.truth}"
+
+
+class ReplayFingerprint(models.Model):
+    """A compact fingerprint of one utterance of a recent verification attempt, kept only so a
+    later submission of the same (or slightly altered) features is refused as a replay.
+
+    ``engine.replay.fingerprint``: a coarse, peak-relative log spectrogram (uint8, 20 bands per
+    frame); the engine cannot score it. Deleted with the voiceprint; only the newest
+    ``services.REPLAY_RECENT_FINGERPRINTS`` per user are kept.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="replay_fingerprints"
+    )
+    # The digit the utterance was prompted for: a replay is checked against the same digit.
+    digit = models.PositiveSmallIntegerField()
+    fingerprint = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=("user", "digit"), name="verif_replay_user_digit")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(digit__gte=0, digit__lte=9), name="verification_replay_digit_0_9"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"replay fingerprint of {self.user} digit {self.digit}"

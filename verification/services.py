@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from verification import audit, engine, features, selectors
+from verification.engine import replay
 from verification.exceptions import InputError, NoBackgroundModel, NotEnrolled
 from verification.models import (
     DIGITS,
@@ -33,6 +34,7 @@ from verification.models import (
     Decision,
     EnrollmentUtterance,
     Reason,
+    ReplayFingerprint,
     SpeakerModel,
     UtterancePurpose,
     VerificationAttempt,
@@ -48,6 +50,9 @@ MAX_TEST_UTTERANCES = 200
 MAX_LOCKOUT_DELAY = timedelta(hours=1)
 # 256-bit nonces, URL-safe: the challenge's public id.
 NONCE_BYTES = 32
+# Fingerprints of the utterances of this many recent attempts (x digits per prompt) are kept per
+# user for the replay check; older ones are dropped as new ones arrive.
+REPLAY_RECENT_FINGERPRINTS = 100
 
 
 @dataclass(frozen=True)
@@ -178,6 +183,7 @@ def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
     _lock_user(user)
     utterances, _ = EnrollmentUtterance.objects.filter(user=user).delete()
     models_deleted, _ = SpeakerModel.objects.filter(user=user).delete()
+    fingerprints, _ = ReplayFingerprint.objects.filter(user=user).delete()
     challenges = Challenge.objects.filter(user=user)
     challenges.filter(used_at__isnull=True).update(used_at=timezone.now())
     challenges_deleted, _ = challenges.filter(attempts__isnull=True).delete()
@@ -185,6 +191,7 @@ def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
         "utterances": utterances,
         "speaker_models": models_deleted,
         "challenges": challenges_deleted,
+        "replay_fingerprints": fingerprints,
     }
     audit_event_create(
         kind=AuditEventKind.VOICEPRINT_DELETED, user=user, actor=actor, details=counts
@@ -469,8 +476,9 @@ def verification_score(
     Two transactions by design (DESIGN §6: lockout counters are committed *before* scoring):
 
     1. under the user's lockout row lock: lockout gate, enrollment, challenge (consumed),
-       prompt/response shape; a failure is charged here, and a request rejected at this stage
-       is audited in the same transaction;
+       prompt/response shape, replay of features already seen (``engine.replay``; the
+       attempt's fingerprints are remembered); a failure is charged here, and a request
+       rejected at this stage is audited in the same transaction;
     2. the engine scores with no lock held;
     3. under the lock again: an accept refunds the charge; the decision is audited.
     """
@@ -504,11 +512,19 @@ def verification_score(
             )
             return ScoreOutcome(attempt)
 
+        if lockout is None:
+            # No lockout row to serialise on: the replay check below still needs a per-user
+            # order, or two parallel copies would each miss the other.
+            _lock_user(user)
         reason, challenge = _challenge_consume(
             user=user, challenge_id=challenge_id, session_key=client.session_key, now=now
         )
         if reason is None and not _response_matches_prompt(challenge, utterances):
             reason = Reason.WRONG_CONTENT
+        if reason is None:
+            if _replay_detected(user=user, prompted=challenge.digit_list, utterances=utterances):
+                reason = Reason.REPLAY
+            _replay_remember(user=user, prompted=challenge.digit_list, utterances=utterances)
         if lockout is not None:
             _lockout_charge(lockout, now)
         if reason is not None:
@@ -552,6 +568,53 @@ def verification_score(
             latency_ms=_elapsed_ms(started),
         )
     return ScoreOutcome(attempt)
+
+
+def _replay_references(*, user, digit: int):
+    """Fingerprints the server holds of ``user`` saying ``digit``: every stored enrollment and
+    test utterance, and the recent verification attempts."""
+    rows = EnrollmentUtterance.objects.filter(user=user, digit=digit).only(
+        "features", "frame_count", "digit"
+    )
+    for row in rows:
+        yield replay.fingerprint(row.to_utterance().mel_bands)
+    recent = ReplayFingerprint.objects.filter(user=user, digit=digit).only("fingerprint")
+    for fp_row in recent:
+        yield replay.unpack(bytes(fp_row.fingerprint))
+
+
+def _replay_detected(
+    *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
+) -> bool:
+    """Whether any utterance is a near-copy of one the server already has for its digit."""
+    return any(
+        replay.is_replay(
+            replay.fingerprint(utterance.mel_bands),
+            _replay_references(user=user, digit=digit),
+        )
+        for digit, utterance in zip(prompted, utterances, strict=True)
+    )
+
+
+def _replay_remember(
+    *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
+) -> None:
+    """Keep the fingerprints of a scored attempt; drop the oldest beyond the per-user cap."""
+    ReplayFingerprint.objects.bulk_create(
+        ReplayFingerprint(
+            user=user,
+            digit=digit,
+            fingerprint=replay.pack(replay.fingerprint(utterance.mel_bands)),
+        )
+        for digit, utterance in zip(prompted, utterances, strict=True)
+    )
+    stale = list(
+        ReplayFingerprint.objects.filter(user=user)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)[REPLAY_RECENT_FINGERPRINTS:]
+    )
+    if stale:
+        ReplayFingerprint.objects.filter(pk__in=stale).delete()
 
 
 @transaction.atomic

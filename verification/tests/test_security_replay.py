@@ -1,0 +1,214 @@
+"""Replay of features: copies of a user's enrollment utterances or recent attempts are refused.
+
+The attacker holds feature arrays the server has seen (an intercepted enrollment upload or an
+earlier verification) and posts them again: bit-exact, with 1 % Gaussian noise, or shifted or
+cropped by 1-5 frames. Different takes of the same speaker saying the same digit must pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from verification import services
+from verification.engine import replay
+from verification.features import Utterance
+from verification.models import (
+    Challenge,
+    Decision,
+    EnrollmentUtterance,
+    Reason,
+    ReplayFingerprint,
+    VerificationAttempt,
+    VerificationLockout,
+)
+from verification.tests.factories import ANSWER_INDEX, GENUINE, payload, prompt
+
+DIGITS = "31415"
+CLIENT = services.ClientInfo(ip="192.0.2.7", user_agent="replay-test")
+
+
+def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
+    """A copy of ``utt`` altered the way an attacker would, to dodge an equality test."""
+    mel = utt.mel_bands.astype(np.float64)
+    rms = utt.rms.astype(np.float64)
+    kind, _, amount = how.partition(":")
+    k = int(amount) if amount else 0
+    if kind == "noise":  # 1 % multiplicative Gaussian noise on every value
+        mel = mel * (1 + 0.01 * rng.standard_normal(mel.shape))
+        rms = rms * (1 + 0.01 * rng.standard_normal(rms.shape))
+    elif kind == "noise_abs":  # additive, sigma = 1 % of the matrix's spread, clipped at 0
+        mel = np.clip(mel + 0.01 * mel.std() * rng.standard_normal(mel.shape), 0, None)
+    elif kind == "shift":  # the first k frames dropped (the copy starts later)
+        mel, rms = mel[k:], rms[k:]
+    elif kind == "crop":  # the last k frames dropped
+        mel, rms = mel[:-k], rms[:-k]
+    elif kind == "pad":  # k frames of the start repeated in front (the copy starts earlier)
+        mel, rms = np.vstack([mel[:k], mel]), np.concatenate([rms[:k], rms])
+    elif kind != "exact":
+        raise ValueError(how)
+    return Utterance(mel_bands=mel, rms=rms, digit=None)
+
+
+ATTACKS = [
+    "exact",
+    "noise",
+    "noise_abs",
+    *(f"{kind}:{k}" for kind in ("shift", "crop", "pad") for k in range(1, 6)),
+]
+
+
+def _verify(user, utterances, digits: str = DIGITS):
+    challenge = services.challenge_create(user=user)
+    prompt(challenge.nonce, digits)
+    return services.verification_score(
+        user=user, challenge_id=challenge.nonce, utterances=utterances, client=CLIENT
+    ).attempt
+
+
+# --------------------------------------------------------------------------------------------------
+# The numeric core, on real recordings
+
+
+@pytest.mark.parametrize("how", ATTACKS)
+def test_fingerprint_distance_of_a_tampered_copy_is_below_the_threshold(corpus, how):
+    rng = np.random.default_rng(7)
+    for digit in range(10):
+        original = corpus.utterance(GENUINE, digit, 0)
+        copy = _tamper(original, how, rng)
+        distance = replay.distance(
+            replay.fingerprint(copy.mel_bands), replay.fingerprint(original.mel_bands)
+        )
+        assert distance < replay.REPLAY_DISTANCE, (digit, distance)
+
+
+def test_different_takes_of_one_digit_are_not_copies(corpus):
+    for digit in range(10):
+        takes = [
+            replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands) for i in range(6)
+        ]
+        for a, b in itertools.combinations(takes, 2):
+            assert replay.distance(a, b) > replay.REPLAY_DISTANCE
+
+
+def test_fingerprint_survives_a_gain_change(corpus):
+    original = corpus.utterance(GENUINE, 4, 0)
+    louder = np.log1p(np.expm1(original.mel_bands.astype(np.float64)) * 4.0)  # +6 dB
+    assert replay.distance(
+        replay.fingerprint(louder), replay.fingerprint(original.mel_bands)
+    ) < replay.REPLAY_DISTANCE
+
+
+def test_fingerprint_round_trips_through_bytes(corpus):
+    fp = replay.fingerprint(corpus.utterance(GENUINE, 2, 0).mel_bands)
+    assert np.array_equal(replay.unpack(replay.pack(fp)), fp)
+    assert fp.dtype == np.uint8
+    assert fp.shape[1] == replay.FINGERPRINT_BANDS
+
+
+def test_silence_fingerprint_is_all_floor_and_matches_nothing():
+    silent = replay.fingerprint(np.zeros((30, 40)))
+    assert not silent.any()
+    assert replay.distance(silent, silent) == np.inf
+
+
+# --------------------------------------------------------------------------------------------------
+# The service refuses replays, audited and charged
+
+
+@pytest.mark.parametrize("how", ATTACKS)
+def test_tampered_copy_of_an_enrollment_utterance_is_rejected_as_replay(
+    enrolled_alice, corpus, how
+):
+    rng = np.random.default_rng(11)
+    utterances = corpus.answer(GENUINE, DIGITS)
+    # Position 2 answers the prompted 4 with a tampered copy of enrollment recording 1 of "4".
+    utterances[2] = _tamper(corpus.utterance(GENUINE, 4, 1), how, rng)
+    attempt = _verify(enrolled_alice, utterances)
+    assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
+    assert VerificationLockout.objects.get(user=enrolled_alice).consecutive_failures == 1
+
+
+@pytest.mark.parametrize("how", ["exact", "noise", "noise_abs", "shift:3", "crop:5", "pad:1"])
+def test_tampered_copy_of_a_recent_attempt_is_rejected_as_replay(enrolled_alice, corpus, how):
+    rng = np.random.default_rng(13)
+    first = _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    assert first.reason != Reason.REPLAY
+    captured = corpus.answer(GENUINE, DIGITS)
+    replayed = [_tamper(u, how, rng) for u in captured]
+    attempt = _verify(enrolled_alice, replayed)
+    assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
+
+
+def test_a_rejected_attempt_is_remembered_too(enrolled_alice, corpus):
+    """A captured failed attempt replayed later is still a replay (never a fresh try)."""
+    first = _verify(enrolled_alice, corpus.answer(GENUINE, "12345"), digits="54321")
+    assert first.decision == Decision.REJECT
+    again = _verify(enrolled_alice, corpus.answer(GENUINE, "12345"), digits="12345")
+    assert again.reason == Reason.REPLAY
+
+
+def test_fresh_takes_after_an_accepted_attempt_are_not_replays(enrolled_alice, corpus):
+    reasons = [
+        _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS, index=ANSWER_INDEX + k)).reason
+        for k in range(3)
+    ]
+    assert Reason.REPLAY not in reasons
+    assert ReplayFingerprint.objects.filter(user=enrolled_alice).count() == 3 * len(DIGITS)
+
+
+def test_replay_over_the_api_answers_reject_replay(alice_api, enrolled_alice, corpus):
+    nonce = alice_api.post(reverse("challenge-list")).json()["id"]
+    prompt(nonce, DIGITS)
+    enrolled = [corpus.utterance(GENUINE, int(d), 0, label=False) for d in DIGITS]
+    body = {"challenge": nonce, "utterances": [payload(u) for u in enrolled]}
+    response = alice_api.post(reverse("voiceprint-score"), body, format="json")
+    assert response.status_code == 200
+    assert response.json()["decision"] == "reject"
+    assert response.json()["reason"] == "replay"
+    row = VerificationAttempt.objects.get(pk=response.json()["attempt"])
+    assert row.reason == Reason.REPLAY
+    assert row.score is None  # never scored
+    assert Challenge.objects.get(nonce=nonce).used_at is not None
+
+
+def test_fingerprints_hold_no_scorable_features(enrolled_alice, corpus):
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    rows = list(ReplayFingerprint.objects.filter(user=enrolled_alice))
+    assert sorted(r.digit for r in rows) == sorted(int(d) for d in DIGITS)
+    for row, digit in zip(sorted(rows, key=lambda r: r.pk), DIGITS, strict=True):
+        utt = corpus.utterance(GENUINE, int(digit), ANSWER_INDEX)
+        # 20 one-byte levels per frame, a quarter of one 40-float32 mel row plus rms.
+        assert len(bytes(row.fingerprint)) == utt.n_frames * replay.FINGERPRINT_BANDS
+        assert len(bytes(row.fingerprint)) * 8 < len(EnrollmentUtterance.pack(utt))
+
+
+def test_only_the_newest_fingerprints_are_kept(enrolled_alice, corpus, monkeypatch):
+    monkeypatch.setattr(services, "REPLAY_RECENT_FINGERPRINTS", 7)
+    for k in range(3):
+        _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS, index=ANSWER_INDEX + k))
+    kept = ReplayFingerprint.objects.filter(user=enrolled_alice)
+    assert kept.count() == 7
+    newest_attempt_digits = sorted(int(d) for d in DIGITS)
+    newest = sorted(kept.order_by("-id").values_list("digit", flat=True)[:5])
+    assert newest == newest_attempt_digits
+
+
+def test_fingerprints_are_deleted_with_the_voiceprint(enrolled_alice, corpus):
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    assert ReplayFingerprint.objects.filter(user=enrolled_alice).exists()
+    services.voiceprint_delete(user=enrolled_alice)
+    assert not ReplayFingerprint.objects.filter(user=enrolled_alice).exists()
+
+
+def test_another_users_fingerprints_are_not_references(enrolled_alice, bob, corpus):
+    """bob's copy of alice's attempt is checked against bob's data only (and fails as bob)."""
+    from verification.tests.conftest import enroll
+
+    enroll(bob, corpus, speaker="jackson")
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    attempt = _verify(bob, corpus.answer(GENUINE, DIGITS))
+    assert attempt.reason != Reason.REPLAY
