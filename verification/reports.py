@@ -82,7 +82,7 @@ def error_rates(genuine: list[float], impostor: list[float], threshold: float | 
     }
 
 
-def dashboard_data(days: int = 30) -> dict:
+def dashboard_data(days: int = 14) -> dict:
     ubm = selectors.background_model_active()
     threshold = float(ubm.threshold) if ubm else None
     scored = VerificationAttempt.objects.filter(score__isnull=False)
