@@ -65,13 +65,15 @@ def create_triggers(apps, schema_editor):
                 "FOR EACH ROW EXECUTE FUNCTION verification_audit_append_only()"
             )
     elif vendor == "sqlite":
+        # Local development only. UPDATE is refused; DELETE is not, because Django's test flush
+        # (TransactionTestCase, live-server tests) empties tables with DELETE on SQLite (TRUNCATE,
+        # which row triggers do not see, on Postgres). The hash chain still exposes a deletion.
         for table in AUDIT_TABLES:
-            for op in ("UPDATE", "DELETE"):
-                schema_editor.execute(
-                    f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, 'audit table {table} is append-only: "
-                    f"{op} refused'); END"
-                )
+            schema_editor.execute(
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'audit table {table} is append-only: "
+                "UPDATE refused'); END"
+            )
 
 
 def drop_triggers(apps, schema_editor):

@@ -1,7 +1,7 @@
 """50 concurrent verification requests, each on its own database connection, leave a hash chain
 that verifies (issue 6, acceptance 1). Needs Postgres: it is the database whose writers really
-run in parallel (SQLite serialises them, and the test-database flush after a transactional test
-is refused there by the append-only triggers)."""
+run in parallel (SQLite serialises whole write transactions, and its in-memory test database is
+one connection)."""
 
 from __future__ import annotations
 
