@@ -6,6 +6,7 @@ Every function is keyword-only, named ``<entity>_<action>`` and atomic. Audit ro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import secrets
@@ -110,15 +111,18 @@ def enrollment_utterance_add(
     return row
 
 
-@transaction.atomic
-def speaker_model_train(*, user) -> SpeakerModel | None:
-    """(Re-)adapt the user's model from all their stored enrollment utterances.
+@dataclass(frozen=True)
+class _FittedModel:
+    ubm_row: BackgroundModel
+    model: engine.SpeakerModel
+    utterance_count: int
 
-    Uses the active background model. Returns None (and keeps any existing model) while some digit
-    has fewer than VERIFICATION_MIN_UTTERANCES_PER_DIGIT utterances.
-    """
-    _lock_user(user)
-    status = selectors.enrollment_status(user=user)
+
+def _speaker_model_fit(
+    *, user, status: selectors.EnrollmentStatus, extra: Sequence[features.Utterance] = ()
+) -> _FittedModel | None:
+    """Adapt a model from the user's stored enrollment utterances plus ``extra`` (not stored
+    yet); None while ``status`` is not ready. Pure computation: no write, no audit lock."""
     if not status.ready:
         return None
     ubm_row = selectors.background_model_active()
@@ -129,16 +133,20 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
     ubm = selectors.background_model_engine(ubm_row)
     rows = EnrollmentUtterance.objects.filter(user=user, purpose=UtterancePurpose.ENROLL)
     utterances = [row.to_utterance() for row in rows.order_by("created_at", "id")]
-    model = engine.enroll(ubm, utterances)
-    blob = engine.dump_speaker_model(model)
-    previous = SpeakerModel.objects.defer("blob").filter(user=user).first()
+    utterances.extend(extra)
+    return _FittedModel(ubm_row, engine.enroll(ubm, utterances), len(utterances))
+
+
+def _speaker_model_save(
+    *, user, fitted: _FittedModel, previous: SpeakerModel | None
+) -> SpeakerModel:
     speaker_model, _ = SpeakerModel.objects.update_or_create(
         user=user,
         defaults={
-            "background_model": ubm_row,
-            "blob": blob,
+            "background_model": fitted.ubm_row,
+            "blob": engine.dump_speaker_model(fitted.model),
             "version": previous.version + 1 if previous else 1,
-            "utterance_count": len(utterances),
+            "utterance_count": fitted.utterance_count,
             "trained_at": timezone.now(),
         },
     )
@@ -147,7 +155,7 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
         user=user,
         details={
             "model_version": speaker_model.version,
-            "ubm_version": ubm_row.version,
+            "ubm_version": fitted.ubm_row.version,
             "utterance_count": speaker_model.utterance_count,
         },
     )
@@ -155,8 +163,28 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
 
 
 @transaction.atomic
+def speaker_model_train(*, user) -> SpeakerModel | None:
+    """(Re-)adapt the user's model from all their stored enrollment utterances.
+
+    Uses the active background model. Returns None (and keeps any existing model) while some digit
+    has fewer than VERIFICATION_MIN_UTTERANCES_PER_DIGIT utterances.
+    """
+    _lock_user(user)
+    status = selectors.enrollment_status(user=user)
+    fitted = _speaker_model_fit(user=user, status=status)
+    if fitted is None:
+        return None
+    return _speaker_model_save(user=user, fitted=fitted, previous=status.model)
+
+
+@transaction.atomic
 def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> SpeakerModel | None:
-    """Add enrollment utterances and re-adapt the model once every digit has enough of them."""
+    """Add enrollment utterances and re-adapt the model once every digit has enough of them.
+
+    The model is adapted *before* anything is written: the first audit append takes the audit
+    chain's lock, held to COMMIT, so every enrollment on the server queues behind it; adapting
+    under that lock made enrollment throughput one adaptation at a time for the whole server.
+    """
     _lock_user(user)
     status = selectors.enrollment_status(user=user)
     counts = dict(status.utterances_per_digit)
@@ -168,9 +196,13 @@ def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> Speak
                 "utterances; delete the voiceprint to start over",
                 field=f"utterances[{index}].digit",
             )
+    after = dataclasses.replace(status, utterances_per_digit=counts)
+    fitted = _speaker_model_fit(user=user, status=after, extra=utterances)
     for utterance in utterances:
         enrollment_utterance_add(user=user, utterance=utterance)
-    return speaker_model_train(user=user)
+    if fitted is None:
+        return None
+    return _speaker_model_save(user=user, fitted=fitted, previous=status.model)
 
 
 @transaction.atomic

@@ -1,0 +1,77 @@
+"""voiceprint_train adapts the model before it writes (so the audit chain's lock is held briefly);
+the result must be exactly the model a retrain from the stored utterances gives, fully audited."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from verification import engine, features, services
+from verification.management.commands.install_default_ubm import DEFAULT_PATH
+from verification.models import AuditEvent, AuditEventKind, EnrollmentUtterance, SpeakerModel
+
+SPEAKER = "theo"
+
+
+def _need(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"must run in CI: {what}")
+    pytest.skip(what)
+
+
+@pytest.fixture
+def ubm(db):
+    _need(DEFAULT_PATH.is_file(), f"{DEFAULT_PATH} is not there yet (the engine ships it)")
+    row, _ = services.background_model_install(blob=DEFAULT_PATH.read_bytes(), activate=True)
+    return row
+
+
+@pytest.fixture(scope="module")
+def recordings():
+    folder = Path(settings.SPEAKERAUTH_CORPUS_DIR) / "fsdd"
+    _need(folder.is_dir(), f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
+    return [
+        features.wav_to_utterance(folder / f"{digit}_{SPEAKER}_{index}.wav", digit=digit)
+        for index in range(4)
+        for digit in range(10)
+    ]
+
+
+def _means(user) -> np.ndarray:
+    return engine.load_speaker_model(bytes(SpeakerModel.objects.get(user=user).blob)).means
+
+
+def test_train_adapts_the_same_model_a_retrain_from_stored_utterances_gives(
+    alice, ubm, recordings
+):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    services.voiceprint_train(user=alice, utterances=recordings[30:31])
+    trained = _means(alice)
+
+    services.speaker_model_train(user=alice)
+
+    assert SpeakerModel.objects.get(user=alice).version == 3
+    assert np.array_equal(trained, _means(alice))
+
+
+def test_train_below_the_minimum_stores_and_audits_without_a_model(alice, ubm, recordings):
+    result = services.voiceprint_train(user=alice, utterances=recordings[:29])
+
+    assert result is None
+    assert not SpeakerModel.objects.filter(user=alice).exists()
+    assert EnrollmentUtterance.objects.filter(user=alice).count() == 29
+    added = AuditEvent.objects.filter(user=alice, kind=AuditEventKind.UTTERANCE_ADDED)
+    assert added.count() == 29
+
+
+def test_train_audits_every_utterance_and_the_model(alice, ubm, recordings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+
+    kinds = list(
+        AuditEvent.objects.filter(user=alice).order_by("seq").values_list("kind", flat=True)
+    )
+    assert kinds == [AuditEventKind.UTTERANCE_ADDED] * 30 + [AuditEventKind.MODEL_TRAINED]
