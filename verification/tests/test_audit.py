@@ -255,3 +255,15 @@ def test_voiceprint_deletion_is_audited_and_keeps_the_attempts(alice):
     event = AuditEvent.objects.get(kind=AuditEventKind.VOICEPRINT_DELETED)
     assert event.user == alice
     assert VerificationAttempt.objects.filter(pk=attempt.pk).exists()
+
+
+@postgres_only
+def test_verify_audit_warns_when_a_trigger_is_disabled(alice):
+    _reject(alice)
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks before ALTER
+        cursor.execute(f"ALTER TABLE {ATTEMPTS} DISABLE TRIGGER {ATTEMPTS}_append_only")
+    err = StringIO()
+    call_command("verify_audit", stdout=StringIO(), stderr=err)
+    assert f"trigger missing or disabled on {ATTEMPTS}" in err.getvalue()
+    assert EVENTS not in err.getvalue()
