@@ -33,26 +33,31 @@ def dtw_distances(
     padded, template_lengths (n_t,) -> (n_q, n_t). A template more than twice as long as the
     query cannot be aligned (slope <= 2) and gets +inf.
     """
-    n_q, max_n, _ = queries.shape
+    n_q, max_n, n_dims = queries.shape
     n_t, max_m, _ = templates.shape
     # Euclidean frame distances, (n_q, max_n, n_t, max_m), via one matrix product.
     q2 = np.sum(queries * queries, axis=2)
     t2 = np.sum(templates * templates, axis=2)
-    cross = np.einsum("qnd,tmd->qntm", queries, templates, optimize=True)
-    cost = np.sqrt(np.maximum(q2[:, :, None, None] + t2[None, None, :, :] - 2.0 * cross, 0.0))
+    cross = (queries.reshape(-1, n_dims) @ templates.reshape(-1, n_dims).T).reshape(
+        n_q, max_n, n_t, max_m
+    )
+    sq = q2[:, :, None, None] + t2[None, None, :, :] - 2.0 * cross
+    cost = np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
     cost[:, :, np.arange(max_m)[None, :] >= template_lengths[:, None]] = np.inf
 
-    inf_col = np.full((n_q, n_t, 2), np.inf)
-    acc = np.full((n_q, n_t, max_m), np.inf)
-    acc[:, :, 0] = cost[:, 0, :, 0]  # every path starts at (0, 0)
-    result = np.full((n_q, n_t), np.inf)
-    last_col = template_lengths - 1
-    for i in range(max_n):
-        if i > 0:
-            prev = np.concatenate([inf_col, acc], axis=2)  # prev[..., j + 2] == acc[..., j]
-            best = np.minimum(np.minimum(prev[:, :, 2:], prev[:, :, 1:-1]), prev[:, :, :-2])
-            acc = cost[:, i] + best
-        done = query_lengths - 1 == i
-        if np.any(done):
-            result[done] = acc[done][:, np.arange(n_t), last_col]
+    # acc[..., j + 2] holds the path cost ending at template frame j; two +inf columns in front
+    # stand for "advance from before the start", so each row is three shifted minima, in place.
+    acc = np.full((n_q, n_t, max_m + 2), np.inf)
+    acc[:, :, 2] = cost[:, 0, :, 0]  # every path starts at (0, 0)
+    best = np.empty((n_q, n_t, max_m))
+    ends = np.empty((max_n, n_q, n_t))  # path cost at each template's last frame, per query row
+    last_col = template_lengths + 1
+    cols = np.arange(n_t)
+    ends[0] = acc[:, cols, last_col]
+    for i in range(1, max_n):
+        np.minimum(acc[:, :, 2:], acc[:, :, 1:-1], out=best)
+        np.minimum(best, acc[:, :, :-2], out=best)
+        np.add(cost[:, i], best, out=acc[:, :, 2:])
+        ends[i] = acc[:, cols, last_col]
+    result = ends[query_lengths - 1, np.arange(n_q)]
     return result / query_lengths[:, None]

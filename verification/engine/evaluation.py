@@ -206,3 +206,23 @@ def summarise(results: TrialResults, threshold: float) -> dict[str, float | int]
         "impostor_trials": int(i.sum()),
         "wrong_content_trials": int(w.sum()),
     }
+
+
+def evaluate(
+    ubm: BackgroundModel,
+    recordings: Sequence[Recording],
+    utterances: Sequence[Utterance],
+    *,
+    k: int,
+    n_trials: int,
+    enroll_per_label: int,
+    rng: np.random.Generator,
+    models: dict[str, SpeakerModel] | None = None,
+) -> TrialResults:
+    """The whole protocol for one K: split, enrol every speaker (unless ``models`` are given),
+    draw ``n_trials`` trials of each kind, verify them."""
+    split = split_recordings(recordings, enroll_per_label)
+    trials = make_trials(recordings, split, k=k, n_trials=n_trials, rng=rng)
+    if models is None:
+        models = enroll_speakers(ubm, recordings, utterances, split)
+    return run_trials(ubm, models, utterances, trials)

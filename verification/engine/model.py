@@ -17,7 +17,7 @@ from verification import features
 from . import dtw
 from .adapt import map_adapt_means, sufficient_statistics
 from .norm import split_segments, znorm_statistics, znormalise
-from .scoring import mean_llr
+from .scoring import mean_llr, segment_means, speaker_frame_llr, ubm_frames
 
 REASON_ACCEPTED = "accepted"
 REASON_LOW_SCORE = "low_score"
@@ -163,6 +163,26 @@ def _raw_score(ubm: BackgroundModel, means: np.ndarray, X: np.ndarray) -> float:
     return mean_llr(X, ubm.weights, ubm.means, ubm.variances, means, ubm.config.top_c)
 
 
+def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
+    """Raw scores of every cohort attempt against adapted ``means``: -> (n_attempts,).
+
+    The UBM side of the cohort frames is computed once per background model object and kept on
+    it, so enrolment only pays for the speaker side (one matrix product).
+    """
+    frames = ubm.__dict__.get("_cohort_ubm_frames")
+    if frames is None:
+        frames = ubm_frames(
+            ubm.cohort_frames.astype(np.float64),
+            ubm.weights,
+            ubm.means,
+            ubm.variances,
+            ubm.config.top_c,
+        )
+        object.__setattr__(ubm, "_cohort_ubm_frames", frames)  # a cache, not model state
+    llr = speaker_frame_llr(frames, ubm.weights, ubm.variances, means)
+    return segment_means(llr, ubm.cohort_lengths)
+
+
 def enroll(ubm: BackgroundModel, utterances: Sequence[features.Utterance]) -> SpeakerModel:
     """MAP-adapt the UBM means to a user's enrolment utterances; keep per-digit templates.
 
@@ -185,8 +205,7 @@ def enroll(ubm: BackgroundModel, utterances: Sequence[features.Utterance]) -> Sp
     templates = [_template(c, ubm.config) for c, _ in kept]
     zmean, zstd = 0.0, 1.0
     if ubm.config.znorm and ubm.cohort_lengths.size:
-        cohort = split_segments(ubm.cohort_frames.astype(np.float64), ubm.cohort_lengths)
-        zmean, zstd = znorm_statistics(np.array([_raw_score(ubm, means, c) for c in cohort]))
+        zmean, zstd = znorm_statistics(_cohort_scores(ubm, means))
     return SpeakerModel(
         means=means,
         ubm_version=ubm.version,

@@ -135,7 +135,8 @@ def dump_background_model(ubm: BackgroundModel) -> bytes:
             "provenance": _text(json.dumps(ubm.provenance, sort_keys=True)),
             "config": _text(json.dumps(ubm.config.to_dict(), sort_keys=True)),
             "cepstra_config": _text(json.dumps(asdict(ubm.cepstra_config), sort_keys=True)),
-            "cohort_frames": np.asarray(ubm.cohort_frames, dtype=np.float32),
+            # float16 halves the shipped file; train.build_cohort rounds the same way.
+            "cohort_frames": np.asarray(ubm.cohort_frames, dtype=np.float16),
             "cohort_lengths": np.asarray(ubm.cohort_lengths, dtype=np.int64),
         }
     )

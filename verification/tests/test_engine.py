@@ -147,7 +147,8 @@ def small_background_model(rng, n_components=4):
         feature_version=features.FEATURE_VERSION,
         provenance={"corpus": "synthetic", "speakers": ["a", "b"]},
         config=EngineConfig(relevance=8.0, top_c=3),
-        cohort_frames=rng.normal(size=(30, config.n_dims)).astype(np.float32),
+        # Cohort frames are stored as float16 (train.build_cohort rounds them the same way).
+        cohort_frames=rng.normal(size=(30, config.n_dims)).astype(np.float16).astype(np.float32),
         cohort_lengths=np.array([10, 20]),
     )
 

@@ -608,3 +608,12 @@ def test_extract_features_reports_an_unreadable_file(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(CommandError, match="not a readable PCM WAV"):
         call_command("extract_features", str(path))
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_cepstra_dct_matrix_equals_scipy_orthonormal_dct(start):
+    import scipy.fft
+
+    logs = np.random.default_rng(11).normal(size=(7, 30))
+    expected = scipy.fft.dct(logs, type=2, norm="ortho", axis=1)[:, start : start + 12]
+    np.testing.assert_allclose(logs @ F._dct_rows(30, start, 12), expected, atol=1e-12)
