@@ -332,3 +332,9 @@ def test_dashboard_shows_the_active_threshold_and_ubm(staff_client, ubm):
     page = staff_client.get(DASHBOARD).content.decode()
     assert ubm.version in page
     assert f"{ubm.threshold:.3f}" in page
+
+
+def test_admin_index_links_the_dashboard(staff_client):
+    page = staff_client.get(reverse("admin:index")).content.decode()
+    assert f'href="{DASHBOARD}"' in page
+    assert "Site administration" in page  # the stock index is still there
