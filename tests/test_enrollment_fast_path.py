@@ -1,5 +1,6 @@
-"""voiceprint_train adapts the model before it writes (so the audit chain's lock is held briefly);
-the result must be exactly the model a retrain from the stored utterances gives, fully audited."""
+"""voiceprint_train adapts the model before it writes (so the audit chain's lock is held briefly),
+and verification reads speaker models through a per-process cache: both must give exactly the
+models stored in the database, and the cache must never outlive a retrain or a delete."""
 
 import os
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from verification import engine, features, services
+from verification import engine, features, selectors, services
 from verification.management.commands.install_default_ubm import DEFAULT_PATH
 from verification.models import AuditEvent, AuditEventKind, EnrollmentUtterance, SpeakerModel
 
@@ -75,3 +76,37 @@ def test_train_audits_every_utterance_and_the_model(alice, ubm, recordings):
         AuditEvent.objects.filter(user=alice).order_by("seq").values_list("kind", flat=True)
     )
     assert kinds == [AuditEventKind.UTTERANCE_ADDED] * 30 + [AuditEventKind.MODEL_TRAINED]
+
+
+def test_speaker_model_cache_serves_the_stored_blob(alice, ubm, recordings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    row = selectors.speaker_model_get(user=alice)
+
+    cached = selectors.speaker_model_engine(row)
+
+    assert "blob" in row.get_deferred_fields()
+    assert np.array_equal(cached.means, _means(alice))
+    assert selectors.speaker_model_engine(selectors.speaker_model_get(user=alice)) is cached
+
+
+def test_speaker_model_cache_never_serves_a_model_from_before_a_retrain(alice, ubm, recordings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    before = selectors.speaker_model_engine(selectors.speaker_model_get(user=alice))
+
+    services.voiceprint_train(user=alice, utterances=recordings[30:31])
+    after = selectors.speaker_model_engine(selectors.speaker_model_get(user=alice))
+
+    assert after.n_utterances == before.n_utterances + 1
+    assert np.array_equal(after.means, _means(alice))
+
+
+def test_speaker_model_cache_never_serves_a_deleted_voiceprint(alice, ubm, recordings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    before = selectors.speaker_model_engine(selectors.speaker_model_get(user=alice))
+    services.voiceprint_delete(user=alice)
+
+    services.voiceprint_train(user=alice, utterances=recordings[10:40])
+    after = selectors.speaker_model_engine(selectors.speaker_model_get(user=alice))
+
+    assert not np.array_equal(after.means, before.means)
+    assert np.array_equal(after.means, _means(alice))

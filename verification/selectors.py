@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -54,13 +54,44 @@ def background_model_engine(row: BackgroundModel) -> engine.BackgroundModel:
 
 
 def speaker_model_get(*, user) -> SpeakerModel | None:
-    """The user's speaker model row (blob included) with its background model (blob deferred)."""
+    """The user's speaker model row with its background model, both blobs deferred: read the
+    model through ``speaker_model_engine``, which fetches the blob only on a cache miss."""
     return (
         SpeakerModel.objects.select_related("background_model")
-        .defer("background_model__blob")
+        .defer("blob", "background_model__blob")
         .filter(user=user)
         .first()
     )
+
+
+# Parsed speaker models per process, most recently used last. Parsing and validating a blob, and
+# fetching its ~100 KB, cost more than the rest of a verification's reads; a model is a few
+# hundred KB in memory, so the cache stays small.
+_SPEAKER_CACHE_SIZE = 64
+_speaker_cache: OrderedDict[tuple, engine.SpeakerModel] = OrderedDict()
+_speaker_cache_lock = threading.Lock()
+
+
+def speaker_model_engine(row: SpeakerModel) -> engine.SpeakerModel:
+    """The engine object of a speaker model row (cached per process). Every retraining bumps
+    ``version`` and ``trained_at``, and a re-enrollment after a delete is a new row, so the key
+    changes whenever the blob does."""
+    key = (row.pk, row.version, row.trained_at, row.background_model_id)
+    with _speaker_cache_lock:
+        cached = _speaker_cache.get(key)
+        if cached is not None:
+            _speaker_cache.move_to_end(key)
+            return cached
+    if "blob" in row.get_deferred_fields():
+        blob = SpeakerModel.objects.filter(pk=row.pk).values_list("blob", flat=True).get()
+    else:
+        blob = row.blob
+    model = engine.load_speaker_model(bytes(blob))
+    with _speaker_cache_lock:
+        _speaker_cache[key] = model
+        while len(_speaker_cache) > _SPEAKER_CACHE_SIZE:
+            _speaker_cache.popitem(last=False)
+    return model
 
 
 def enrollment_utterances(*, user, purpose: str = UtterancePurpose.ENROLL) -> QuerySet:

@@ -255,7 +255,7 @@ def test_utterances_score(
             field="utterances",
         )
     ubm = selectors.background_model_engine(speaker_row.background_model)
-    model = engine.load_speaker_model(bytes(speaker_row.blob))
+    model = selectors.speaker_model_engine(speaker_row)
     results = []
     for utterance in utterances:
         row = enrollment_utterance_add(
@@ -574,7 +574,7 @@ def verification_score(
             return ScoreOutcome(attempt)
 
     ubm = selectors.background_model_engine(speaker_row.background_model)
-    model = engine.load_speaker_model(bytes(speaker_row.blob))
+    model = selectors.speaker_model_engine(speaker_row)
     if not set(challenge.digit_list) <= set(model.digits):
         # Only a model trained on part of the digits (older data) gets here; never a 500.
         verdict = engine.Verdict(False, Reason.WRONG_CONTENT, math.nan, ubm.threshold, 0)
