@@ -86,9 +86,13 @@ def dashboard_data(days: int = 14) -> dict:
     ubm = selectors.background_model_active()
     threshold = float(ubm.threshold) if ubm else None
     scored = VerificationAttempt.objects.filter(score__isnull=False)
+    if ubm is not None:
+        # Scores of different background models are on different scales (and thresholds):
+        # the distributions and error rates are those of the model in force.
+        scored = scored.filter(background_model=ubm)
     accepted = list(scored.filter(decision=Decision.ACCEPT).values_list("score", flat=True))
     rejected = list(scored.filter(decision=Decision.REJECT).values_list("score", flat=True))
-    labelled = AttemptLabel.objects.filter(attempt__score__isnull=False)
+    labelled = AttemptLabel.objects.filter(attempt__in=scored)
     genuine = list(
         labelled.filter(truth=AttemptLabel.Truth.GENUINE).values_list("attempt__score", flat=True)
     )

@@ -338,3 +338,19 @@ def test_admin_index_links_the_dashboard(staff_client):
     page = staff_client.get(reverse("admin:index")).content.decode()
     assert f'href="{DASHBOARD}"' in page
     assert "Site administration" in page  # the stock index is still there
+
+
+def test_dashboard_scores_are_those_of_the_active_background_model(staff_client, alice, ubm):
+    services.verification_attempt_create(
+        user=alice,
+        decision=Decision.REJECT,
+        reason=Reason.LOW_SCORE,
+        client=services.ClientInfo(),
+        background_model=ubm,
+        score=-3.0,
+        threshold=ubm.threshold,
+    )
+    _attempt(alice, Reason.LOW_SCORE, score=-1.0)  # no / another background model
+    data = staff_client.get(DASHBOARD).context["data"]
+    assert data["counts"]["scored"] == 1
+    assert data["ubm_version"] == ubm.version
