@@ -602,28 +602,20 @@ def verification_score(
     return ScoreOutcome(attempt)
 
 
-def _replay_references(*, user, digit: int):
-    """Fingerprints the server holds of ``user`` saying ``digit``: every stored enrollment and
-    test utterance, and the recent verification attempts."""
-    rows = EnrollmentUtterance.objects.filter(user=user, digit=digit).only(
-        "features", "frame_count", "digit"
-    )
-    for row in rows:
-        yield replay.fingerprint(row.to_utterance().mel_bands)
-    recent = ReplayFingerprint.objects.filter(user=user, digit=digit).only("fingerprint")
-    for fp_row in recent:
-        yield replay.unpack(bytes(fp_row.fingerprint))
-
-
 def _replay_detected(
     *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
 ) -> bool:
-    """Whether any utterance is a near-copy of one the server already has for its digit."""
+    """Whether any utterance is a near-copy of one the server holds of ``user`` saying its
+    prompted digit: a stored enrollment or test utterance, or a recent attempt (two queries)."""
+    references: dict[int, list[np.ndarray]] = {int(d): [] for d in prompted}
+    stored = EnrollmentUtterance.objects.filter(user=user, digit__in=references)
+    for row in stored.only("features", "frame_count", "digit"):
+        references[row.digit].append(replay.fingerprint(row.to_utterance().mel_bands))
+    recent = ReplayFingerprint.objects.filter(user=user, digit__in=references)
+    for fp_row in recent.only("fingerprint", "digit"):
+        references[fp_row.digit].append(replay.unpack(bytes(fp_row.fingerprint)))
     return any(
-        replay.is_replay(
-            replay.fingerprint(utterance.mel_bands),
-            _replay_references(user=user, digit=digit),
-        )
+        replay.is_replay(replay.fingerprint(utterance.mel_bands), references[int(digit)])
         for digit, utterance in zip(prompted, utterances, strict=True)
     )
 
