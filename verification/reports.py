@@ -82,6 +82,27 @@ def error_rates(genuine: list[float], impostor: list[float], threshold: float | 
     }
 
 
+def observed_rates(labels) -> dict:
+    """What the deployment actually did to labelled attempts (score, content check and every
+    other reason together): impostors accepted (FAR) and genuine users rejected (FRR)."""
+    rows = labels.values_list("truth", "attempt__decision")
+    counts = {(t, d): 0 for t in AttemptLabel.Truth.values for d in Decision.values}
+    for truth, decision in rows:
+        counts[truth, decision] += 1
+    impostors = counts["impostor", Decision.ACCEPT] + counts["impostor", Decision.REJECT]
+    genuine = counts["genuine", Decision.ACCEPT] + counts["genuine", Decision.REJECT]
+    far = counts["impostor", Decision.ACCEPT] / impostors if impostors else None
+    frr = counts["genuine", Decision.REJECT] / genuine if genuine else None
+    return {
+        "far": far,
+        "frr": frr,
+        "far_pct": _pct(far),
+        "frr_pct": _pct(frr),
+        "impostor_trials": impostors,
+        "genuine_trials": genuine,
+    }
+
+
 def dashboard_data(days: int = 14) -> dict:
     ubm = selectors.background_model_active()
     threshold = float(ubm.threshold) if ubm else None
@@ -99,9 +120,13 @@ def dashboard_data(days: int = 14) -> dict:
     impostor = list(
         labelled.filter(truth=AttemptLabel.Truth.IMPOSTOR).values_list("attempt__score", flat=True)
     )
+    judged = AttemptLabel.objects.all()
+    if ubm is not None:
+        judged = judged.filter(attempt__background_model=ubm)
     return {
         "threshold": threshold,
         "ubm_version": ubm.version if ubm else None,
+        "observed": observed_rates(judged),
         "per_day": attempts_per_day(days),
         "decisions": _histograms({"accepted": accepted, "rejected": rejected}),
         "labels": _histograms({"genuine": genuine, "impostor": impostor}),

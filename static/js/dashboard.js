@@ -76,7 +76,7 @@ function histogram(id, hist, series) {
           type: "linear",
           min: edges[0],
           max: edges[edges.length - 1],
-          title: { display: true, text: "score (LLR)" },
+          title: { display: true, text: "score" },
         },
         y: { beginAtZero: true, title: { display: true, text: "attempts" }, ticks: { precision: 0 } },
       },
@@ -124,7 +124,7 @@ function rates() {
     },
     options: {
       scales: {
-        x: { type: "linear", title: { display: true, text: "threshold (LLR)" } },
+        x: { type: "linear", title: { display: true, text: "threshold" } },
         y: { min: 0, max: 100, title: { display: true, text: "%" } },
       },
       plugins: { thresholdLine: { value: data.threshold, label: "in force" } },

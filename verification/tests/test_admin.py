@@ -354,3 +354,19 @@ def test_dashboard_scores_are_those_of_the_active_background_model(staff_client,
     data = staff_client.get(DASHBOARD).context["data"]
     assert data["counts"]["scored"] == 1
     assert data["ubm_version"] == ubm.version
+
+
+def test_observed_rates_count_what_was_decided_for_labelled_attempts(staff, alice):
+    decided = [
+        (Reason.ACCEPTED, "impostor"),
+        (Reason.WRONG_CONTENT, "impostor"),
+        (Reason.LOW_SCORE, "impostor"),
+        (Reason.ACCEPTED, "genuine"),
+        (Reason.WRONG_CONTENT, "genuine"),
+    ]
+    for reason, truth in decided:
+        services.attempt_label_set(attempt=_attempt(alice, reason), truth=truth, actor=staff)
+    rates = reports.observed_rates(AttemptLabel.objects.all())
+    assert rates["far"] == pytest.approx(1 / 3)
+    assert rates["frr"] == pytest.approx(1 / 2)
+    assert (rates["impostor_trials"], rates["genuine_trials"]) == (3, 2)
