@@ -370,3 +370,21 @@ def test_observed_rates_count_what_was_decided_for_labelled_attempts(staff, alic
     assert rates["far"] == pytest.approx(1 / 3)
     assert rates["frr"] == pytest.approx(1 / 2)
     assert (rates["impostor_trials"], rates["genuine_trials"]) == (3, 2)
+
+
+def test_seed_demo_fills_an_empty_database_with_labelled_audited_traffic(ubm, corpus):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("seed_demo", "--attempts", "3", "--admin-password", "x" * 16, stdout=out)
+    assert "staff login demo_admin" in out.getvalue()
+    assert VerificationAttempt.objects.count() >= 6 * 3
+    assert AttemptLabel.objects.exists()
+    call_command("verify_audit", stdout=io.StringIO())
+
+
+def test_seed_demo_refuses_a_database_with_real_users(ubm, alice):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="real users"):
+        call_command("seed_demo", stdout=io.StringIO())
