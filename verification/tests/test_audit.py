@@ -72,7 +72,7 @@ def test_database_refuses_update_of_an_attempt(alice):
 
 # SQLite refuses only UPDATE (its test flush needs DELETE; see migration 0002).
 postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="DELETE is refused by the Postgres trigger"
+    connection.vendor != "postgresql", reason="Postgres trigger behaviour"
 )
 
 
