@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts import consent
+from accounts import consent, export
 from accounts.models import User
 from verification.serializers import ErrorSerializer
 
@@ -128,3 +128,41 @@ def voice_consent(request: Request) -> Response:
         consent.voice_consent_withdraw(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
     return Response(_consent_body(request.user))
+
+
+class ExportSerializer(serializers.Serializer):
+    """Documentation of GET me/export/ (built by ``accounts.export.personal_data_export``)."""
+
+    format = serializers.CharField()
+    exported_at = serializers.DateTimeField()
+    account = serializers.DictField()
+    consents = serializers.ListField(child=serializers.DictField())
+    enrollment_utterances = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Metadata and the stored features (mel_bands, rms).",
+    )
+    speaker_model = serializers.DictField(allow_null=True, help_text="Metadata only.")
+    challenges = serializers.ListField(child=serializers.DictField())
+    verification_attempts = serializers.ListField(child=serializers.DictField())
+    lockout = serializers.DictField(allow_null=True)
+    replay_fingerprints = serializers.ListField(child=serializers.DictField())
+    audit_events = serializers.ListField(child=serializers.DictField())
+    attempt_labels = serializers.ListField(child=serializers.DictField())
+
+
+@extend_schema(
+    summary="Export my data",
+    description=(
+        "Every personal record of the caller as one JSON document (GDPR access and portability): "
+        "account, consents, enrollment utterances with their features, speaker model metadata, "
+        "challenges, verification attempts, lockout state, replay fingerprints, audit events. "
+        "Secrets (password hash, token keys, session keys, open challenge ids) and scores are "
+        "left out."
+    ),
+    responses={200: ExportSerializer, 401: NOT_AUTHENTICATED},
+)
+@api_view(["GET"])
+def me_export(request: Request) -> Response:
+    body = export.personal_data_export(user=request.user)
+    filename = f"speakerauth-{request.user.username}.json"
+    return Response(body, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

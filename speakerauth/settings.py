@@ -250,7 +250,10 @@ SPECTACULAR_SETTINGS = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    # SQL debug logging would print feature bytes: binary values are redacted (DESIGN §6).
+    "filters": {"redact_binary_sql": {"()": "speakerauth.logfilters.RedactBinarySQL"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.db.backends": {"filters": ["redact_binary_sql"]}},
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
 
