@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.signal
 
 FEATURE_VERSION = "meyda-5.6.3/melbands40-hamming-16k-v1"
 SAMPLE_RATE = 16000
@@ -169,6 +168,10 @@ def resample_to_16k(signal: np.ndarray, rate: int) -> np.ndarray:
         raise ValueError(f"sample rate must be positive, got {rate}")
     if rate == SAMPLE_RATE:
         return signal
+    # Imported here: scipy.signal pulls in scipy.stats, ~100 MB of RSS and a second of start-up
+    # in every web worker, which never resamples (browsers send 16 kHz features).
+    import scipy.signal
+
     g = math.gcd(SAMPLE_RATE, rate)
     out = scipy.signal.resample_poly(signal, SAMPLE_RATE // g, rate // g)
     return np.asarray(out, dtype=np.float32)
