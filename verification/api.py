@@ -27,8 +27,9 @@ from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from accounts import consent
 from verification import selectors, services
-from verification.exceptions import InputError, MalformedBody, RequestTooLarge
+from verification.exceptions import ConsentRequired, InputError, MalformedBody, RequestTooLarge
 from verification.features import FeatureError
 from verification.models import Reason, VerificationAttempt
 from verification.serializers import (
@@ -170,6 +171,11 @@ def status_response(user) -> dict:
 
 
 def handle_train(request: Request) -> Response:
+    if not consent.has_current_consent(user=request.user):
+        raise ConsentRequired(
+            "Enrollment needs your consent first: GET /api/v1/consent/ for the text, then POST "
+            f'{{"version": "{consent.CONSENT_VERSION}", "agreed": true}} to /api/v1/consent/.'
+        )
     utterances = parse_utterances_body(request.data)
     services.voiceprint_train(user=request.user, utterances=utterances)
     body = {**status_response(request.user), "added": len(utterances)}
