@@ -6,32 +6,35 @@ addresses reach the scripts through data- attributes, because the CSP forbids in
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.urls import reverse
 
-API_ROOT = "/api/v1/"
+# Template key -> URL name of the API endpoint the page scripts call.
+_API_ROUTES = {
+    "contract": "feature-contract",
+    "voiceprint": "voiceprint",
+    "train": "voiceprint-train",
+    "score": "voiceprint-score",
+    "challenges": "challenge-list",
+    "attempts": "attempt-list",
+    "consent": "api-consent",
+    "export": "api-me-export",
+}
 
 
-def _api_urls() -> dict[str, str]:
-    return {
-        "contract": f"{API_ROOT}feature-contract/",
-        "voiceprint": f"{API_ROOT}voiceprint/",
-        "train": f"{API_ROOT}voiceprint/train/",
-        "score": f"{API_ROOT}voiceprint/score/",
-        "challenges": f"{API_ROOT}challenges/",
-        "attempts": f"{API_ROOT}attempts/",
-        "consent": f"{API_ROOT}consent/",
-    }
+def api_urls() -> dict[str, str]:
+    return {key: reverse(name) for key, name in _API_ROUTES.items()}
 
 
 @login_required
 def enroll(request):
-    return render(request, "verification/enroll.html", {"api": _api_urls()})
+    return render(request, "verification/enroll.html", {"api": api_urls()})
 
 
 @login_required
 def verify(request):
-    return render(request, "verification/verify.html", {"api": _api_urls()})
+    return render(request, "verification/verify.html", {"api": api_urls()})
 
 
 @login_required
 def history(request):
-    return render(request, "verification/history.html", {"api": _api_urls()})
+    return render(request, "verification/history.html", {"api": api_urls()})

@@ -420,3 +420,49 @@ def test_page_fits_a_phone_screen_and_labels_its_controls(browser_page, enrolled
             .map(el => el.outerHTML)"""
     )
     assert unnamed == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Lockout, and the account page's voice data
+
+
+def test_locked_account_is_told_for_how_long_and_retry_waits(
+    browser_page, enrolled_user, microphone, settings
+):
+    # Earlier failures (answers to prompts that do not exist) locked the voice factor.
+    for _ in range(settings.VERIFICATION_LOCKOUT_FAILURES):
+        services.verification_score(
+            user=enrolled_user,
+            challenge_id="no-such-challenge",
+            utterances=[],
+            client=services.ClientInfo(),
+        )
+    page = browser_page
+    login(page, enrolled_user.username)
+    microphone.speak(GENUINE, first_index=ANSWER_INDEX)
+    heading = verify_through_page(page)
+    assert heading == "Too many failed attempts"
+    detail = page.locator("#result-detail").inner_text()
+    assert re.search(r"Try again in \d+ seconds? \(at \d", detail), detail
+    assert "password still works" in detail
+    retry = page.locator("#retry")
+    assert retry.is_disabled()
+    assert re.fullmatch(r"Try again in \d+ s", retry.inner_text())
+
+
+def test_account_page_exports_my_data_and_deletes_my_voiceprint(browser_page, enrolled_user):
+    page = browser_page
+    login(page, enrolled_user.username)
+    page.goto("/accounts/profile/")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export my data").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert enrolled_user.username in json.dumps(exported)
+
+    page.get_by_role("button", name="Delete my voiceprint").click()
+    assert page.evaluate("document.activeElement.id") == "delete-confirm-title"
+    assert selectors.speaker_model_get(user=enrolled_user) is not None
+    page.get_by_role("button", name="Yes, delete my voiceprint").click()
+    page.locator("#voice-status", has_text="Your voiceprint was deleted").wait_for()
+    assert selectors.speaker_model_get(user=enrolled_user) is None
+    assert not enrolled_user.enrollment_utterances.exists()
