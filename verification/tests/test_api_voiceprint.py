@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from verification import features
@@ -262,3 +264,14 @@ def test_delete_keeps_audit_rows_and_the_challenges_they_point_at(
     attempt.refresh_from_db()
     assert attempt.challenge.nonce == challenge["id"]
     assert attempt.challenge.used_at is not None
+
+
+def test_status_loads_no_feature_or_model_blobs(alice_api, enrolled_alice):
+    with CaptureQueriesContext(connection) as queries:
+        assert alice_api.get(STATUS).status_code == 200
+    selected = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert selected
+    for sql in selected:
+        columns = sql.split(" FROM ")[0]
+        assert '"blob"' not in columns, sql
+        assert '"features"' not in columns, sql
