@@ -388,3 +388,16 @@ def test_seed_demo_refuses_a_database_with_real_users(ubm, alice):
 
     with pytest.raises(CommandError, match="real users"):
         call_command("seed_demo", stdout=io.StringIO())
+
+
+def test_user_review_shows_the_model_and_ubm_versions_of_an_enrolled_user(
+    staff_client, enrolled_alice, ubm
+):
+    response = staff_client.get(reverse("admin:verification_user_review", args=[enrolled_alice.pk]))
+    page = response.content.decode()
+    assert "enrolled" in page
+    assert "version 1, 30 utterances" in page
+    assert ubm.version in page
+    assert "not locked" in page
+    kinds = [e.kind for e in response.context["events"]]
+    assert kinds[0] == AuditEventKind.MODEL_TRAINED
