@@ -413,7 +413,13 @@ def machine() -> dict[str, str]:
         "cpu_model": model or platform.processor() or "unknown",
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
+        "load_before": _loadavg(),
     }
+
+
+def _loadavg() -> str:
+    """1-minute load average: other processes on these cores are in every figure."""
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def _mb(n_bytes: float) -> str:
@@ -437,7 +443,8 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
     lines = [
         f"machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, {m['platform']}",
         f"server: gunicorn {results['server']}, Postgres on 127.0.0.1, debug off; "
-        f"load generator in the same machine ({results['scale']} run)",
+        f"load generator in the same machine ({results['scale']} run); 1-min load average "
+        f"{m['load_before']} before, {results['load_after']} after",
         "",
         f"(b) verification, POST /api/v1/voiceprint/score/ (5 digits, {results['encoding']} "
         f"payload, {body_kb:.1f} KB body; decisions {results['decisions']})",
@@ -653,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             decisions.update(decision_counts(env))
             results["decisions"] = dict(decisions)
         results["memory"] = {"rss": memory.peak_rss, "pss": memory.peak_pss}
+    results["load_after"] = _loadavg()
 
     console, http_md = report(results)
     print()
