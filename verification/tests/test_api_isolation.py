@@ -89,3 +89,26 @@ def test_delete_leaves_other_users_challenges_open(alice_api, enrolled_alice, bo
     bobs = token_client(bob).post(reverse("challenge-list")).json()["id"]
     alice_api.delete(reverse("voiceprint"))
     assert Challenge.objects.get(nonce=bobs).used_at is None
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [
+        ("/api/v1/voiceprint/train", 400, "utterance.feature_version"),
+        ("/api/v1/voiceprint/test", 400, "utterance.feature_version"),
+        ("/api/v1/voiceprint/score", 400, "challenge"),
+    ],
+)
+def test_a_body_posted_without_the_trailing_slash_reaches_the_endpoint(
+    alice_token, consenting_alice, path, status, field
+):
+    # APPEND_SLASH cannot redirect a POST body (DEBUG raises a 500; a 301 drops the body).
+    response = alice_token.post(path, {}, format="json")
+    assert response.status_code == status
+    assert response.json()["field"] == field
+
+
+def test_a_challenge_posted_without_the_trailing_slash_is_issued(alice_token, enrolled_alice):
+    response = alice_token.post("/api/v1/challenges")
+    assert response.status_code == 201
+    assert Challenge.objects.get(nonce=response.json()["id"]).user == enrolled_alice
