@@ -144,6 +144,8 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("vendor/meyda", BASE_DIR / "node_modules" / "meyda" / "dist" / "web"),
     ("vendor/chartjs", BASE_DIR / "node_modules" / "chart.js" / "dist"),
+    # Swagger UI for /api/docs/ from npm too: a CDN script would break the CSP (script-src self).
+    ("vendor/swagger-ui", BASE_DIR / "node_modules" / "swagger-ui-dist"),
 ]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -245,6 +247,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Served by us (see STATICFILES_DIRS) and initialised by a separate script request
+    # (SpectacularSwaggerSplitView): the docs page needs no CDN and no inline script.
+    "SWAGGER_UI_DIST": f"/{STATIC_URL}vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": f"/{STATIC_URL}vendor/swagger-ui/favicon-32x32.png",
 }
 
 LOGGING = {
