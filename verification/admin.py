@@ -134,8 +134,8 @@ class VerificationAttemptAdmin(ReadOnlyAuditAdmin):
         "user_link",
         "decision",
         "reason",
-        "score",
-        "threshold",
+        "score_short",
+        "threshold_short",
         "ubm_version",
         "label_truth",
         "client_ip",
@@ -179,6 +179,14 @@ class VerificationAttemptAdmin(ReadOnlyAuditAdmin):
     def user_link(self, obj: VerificationAttempt):
         url = reverse("admin:verification_user_review", args=[obj.user_id])
         return format_html('<a href="{}">{}</a>', url, obj.user.get_username())
+
+    @admin.display(description="score", ordering="score")
+    def score_short(self, obj: VerificationAttempt) -> str:
+        return "—" if obj.score is None else f"{obj.score:.3f}"
+
+    @admin.display(description="threshold", ordering="threshold")
+    def threshold_short(self, obj: VerificationAttempt) -> str:
+        return "—" if obj.threshold is None else f"{obj.threshold:.3f}"
 
     @admin.display(description="label", ordering="label__truth")
     def label_truth(self, obj: VerificationAttempt) -> str:
