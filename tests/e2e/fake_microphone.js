@@ -7,6 +7,8 @@
 // verification.features, as float32) and played into that stream after a short silence. Everything downstream (resampling, framing, Meyda, end-pointing, the POST) is the page's.
 (() => {
   const LEAD_SECONDS = 0.25;
+  // Captured now: a test may replace window.AudioContext afterwards (e.g. to ignore sampleRate).
+  const NativeAudioContext = window.AudioContext;
   const log = { constraints: [], played: [], errors: [] };
   window.__fakeMic = log;
   let ctx = null;
@@ -14,7 +16,7 @@
   let lastTake = null;
 
   function context() {
-    if (!ctx) ctx = new AudioContext({ sampleRate: 16000 });
+    if (!ctx) ctx = new NativeAudioContext({ sampleRate: 16000 });
     return ctx;
   }
 
