@@ -123,3 +123,11 @@ def test_train_with_consent_stores_the_utterance(consenting_alice, alice_api):
     response = alice_api.post(TRAIN_URL, _utterance_payload(), format="json")
     assert response.status_code == 201
     assert response.json()["utterances_per_digit"]["3"] == 1
+
+
+def test_post_without_trailing_slash_records_consent(alice_api, alice):
+    response = alice_api.post(
+        "/api/v1/consent", {"version": CONSENT_VERSION, "agreed": True}, format="json"
+    )
+    assert response.status_code == 201
+    assert has_current_consent(user=alice)
