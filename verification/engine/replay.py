@@ -62,8 +62,10 @@ def fingerprint(mel_bands: np.ndarray) -> np.ndarray:
     mel = np.asarray(mel_bands, dtype=np.float64)
     if mel.ndim != 2 or mel.shape[1] != N_MEL_BANDS:
         raise ValueError(f"mel_bands must have shape (n_frames, {N_MEL_BANDS}), got {mel.shape}")
-    energy = np.maximum(np.expm1(mel), 0.0)
-    energy = energy.reshape(mel.shape[0], FINGERPRINT_BANDS, -1).sum(axis=2)
+    with np.errstate(over="ignore", invalid="ignore"):  # validated input never overflows
+        energy = np.maximum(np.expm1(mel), 0.0)
+    energy = energy.reshape(mel.shape[0], FINGERPRINT_BANDS, N_MEL_BANDS // FINGERPRINT_BANDS)
+    energy = energy.sum(axis=2)
     peak = float(energy.max(initial=0.0))
     if not np.isfinite(peak) or peak <= 0.0:
         return np.zeros(energy.shape, dtype=FINGERPRINT_DTYPE)
