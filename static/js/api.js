@@ -45,6 +45,9 @@ function describe(status, body) {
   if (status === 0) return "Could not reach the server. Check your connection and try again.";
   if (status === 401) return "Your session has ended. Log in again to continue.";
   if (status === 413) return "The recording was too large to send. Try a shorter take.";
+  if (body && body.code === "no_background_model") {
+    return "Voice enrollment is not set up on this server yet (no background model). Tell the site admin.";
+  }
   if (status >= 500) return "The server had a problem. Please try again in a moment.";
   return detail || `The request failed (HTTP ${status}).`;
 }

@@ -217,7 +217,7 @@ async function session() {
           await showConsent();
           return;
         }
-        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+        if (err instanceof ApiError && [401, 403, 503].includes(err.status)) {
           setRunning(false);
           recorder.close();
           setPromptState("idle", null);
