@@ -401,3 +401,8 @@ def test_user_review_shows_the_model_and_ubm_versions_of_an_enrolled_user(
     assert "not locked" in page
     kinds = [e.kind for e in response.context["events"]]
     assert kinds[0] == AuditEventKind.MODEL_TRAINED
+
+
+def test_user_list_links_each_users_verification_review(staff_client, alice):
+    page = staff_client.get(reverse("admin:accounts_user_changelist")).content.decode()
+    assert reverse("admin:verification_user_review", args=[alice.pk]) in page
