@@ -10,7 +10,9 @@ import dataclasses
 import hashlib
 import math
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -602,15 +604,54 @@ def verification_score(
     return ScoreOutcome(attempt)
 
 
+# Fingerprints of stored utterances, per process, keyed by (row id, created_at): a stored
+# utterance's features never change (rows are only added and deleted), so each is fetched and
+# fingerprinted once instead of on every attempt (it was most of a verification's time).
+_STORED_FINGERPRINTS_MAX = 4096
+_stored_fingerprints_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_stored_fingerprints_lock = threading.Lock()
+
+
+def _stored_fingerprints(*, user, digits: list[int]) -> list[tuple[int, np.ndarray]]:
+    """[(digit, fingerprint)] of the user's stored (enrollment and test) utterances of ``digits``:
+    one small query when all are cached, a second one for the feature blobs of the others."""
+    rows = list(
+        EnrollmentUtterance.objects.filter(user=user, digit__in=digits).values_list(
+            "id", "created_at", "digit"
+        )
+    )
+    with _stored_fingerprints_lock:
+        found = {}
+        for pk, created_at, _digit in rows:
+            fp = _stored_fingerprints_cache.get((pk, created_at))
+            if fp is not None:
+                _stored_fingerprints_cache.move_to_end((pk, created_at))
+                found[pk] = fp
+    missing = [pk for pk, _, _ in rows if pk not in found]
+    if missing:
+        stored = EnrollmentUtterance.objects.filter(pk__in=missing)
+        fresh = {
+            row.pk: (row.created_at, replay.fingerprint(row.to_utterance().mel_bands))
+            for row in stored.only("features", "frame_count", "digit", "created_at")
+        }
+        with _stored_fingerprints_lock:
+            for pk, (created_at, fp) in fresh.items():
+                _stored_fingerprints_cache[(pk, created_at)] = fp
+                found[pk] = fp
+            while len(_stored_fingerprints_cache) > _STORED_FINGERPRINTS_MAX:
+                _stored_fingerprints_cache.popitem(last=False)
+    # A row deleted between the two queries has no fingerprint: it no longer counts.
+    return [(digit, found[pk]) for pk, _, digit in rows if pk in found]
+
+
 def _replay_detected(
     *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
 ) -> bool:
     """Whether any utterance is a near-copy of one the server holds of ``user`` saying its
     prompted digit: a stored enrollment or test utterance, or a recent attempt (two queries)."""
     references: dict[int, list[np.ndarray]] = {int(d): [] for d in prompted}
-    stored = EnrollmentUtterance.objects.filter(user=user, digit__in=references)
-    for row in stored.only("features", "frame_count", "digit"):
-        references[row.digit].append(replay.fingerprint(row.to_utterance().mel_bands))
+    for digit, fp in _stored_fingerprints(user=user, digits=list(references)):
+        references[digit].append(fp)
     recent = ReplayFingerprint.objects.filter(user=user, digit__in=references)
     for fp_row in recent.only("fingerprint", "digit"):
         references[fp_row.digit].append(replay.unpack(bytes(fp_row.fingerprint)))
