@@ -21,3 +21,5 @@ urlpatterns = [
     path("test", legacy.TestView.as_view(), name="legacy-test"),
     path("score", legacy.ScoreView.as_view(), name="legacy-score"),
 ]
+
+handler404 = "speakerauth.errors.not_found"

@@ -438,7 +438,8 @@ def parse_utterance(
     digit = _parse_digit(data, field, require_digit)
 
     encoding = data.get("encoding")
-    if encoding is not None and encoding not in _ENCODINGS:
+    # type check first: an unhashable value ({} or []) would make the `in` test raise TypeError.
+    if encoding is not None and (type(encoding) is not str or encoding not in _ENCODINGS):
         raise FeatureError(
             f"{field}.encoding", f"expected one of {sorted(_ENCODINGS)}, got {_describe(encoding)}"
         )

@@ -136,6 +136,10 @@ CASES = [
     ("3MB-body", _text(_with(padding="x" * 3_000_000)), JSON, 413, "large"),
     ("duplicate-keys", _text(VALID)[:-1] + b', "digit": 7}', JSON, 400, "Duplicate"),
     ("unknown-field", _text(_with(extra=1)), JSON, 400, "extra"),
+    # Found by Schemathesis: an unhashable encoding once raised TypeError (a 500).
+    ("encoding-object", _text({**_b64_with_nan(), "encoding": {}}), JSON, 400, "encoding"),
+    ("encoding-list", _text({**_b64_with_nan(), "encoding": []}), JSON, 400, "encoding"),
+    ("encoding-other", _text({**_b64_with_nan(), "encoding": "float64"}), JSON, 400, "encoding"),
     ("wrong-contract", _text(_with(sample_rate=44100)), JSON, 400, "sample_rate"),
     ("digit-string", _text(_with(digit="3")), JSON, 400, "digit"),
     ("digit-bool", _text(_with(digit=True)), JSON, 400, "digit"),
