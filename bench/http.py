@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -414,7 +415,30 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "load_before": _loadavg(),
+        "commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The code measured: HEAD, and whether the work tree differs from it."""
+    try:
+        head = subprocess.run(  # noqa: S603 - fixed command
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(  # noqa: S603 - fixed command
+            ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
 def _loadavg() -> str:
@@ -442,6 +466,7 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
     body_kb = results["score_body_bytes"] / 1024
     lines = [
         f"machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, {m['platform']}",
+        f"code: {m['commit']}",
         f"server: gunicorn {results['server']}, Postgres on 127.0.0.1, debug off; "
         f"load generator in the same machine ({results['scale']} run); 1-min load average "
         f"{m['load_before']} before, {results['load_after']} after",
@@ -532,15 +557,23 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
     return console, "\n".join(md)
 
 
+# Everything below this line in docs/benchmarks.md is written by hand and kept by `make bench`.
+NOTES_MARKER = "<!-- analysis: written by hand, kept when make bench rewrites the figures above -->"
+
+
 def write_markdown(path: Path, http_md: str, engine_report: str, results: dict[str, Any]) -> None:
     m = results["machine"]
+    previous = path.read_text() if path.is_file() else ""
+    notes = previous[previous.index(NOTES_MARKER) :] if NOTES_MARKER in previous else NOTES_MARKER
     text = "\n".join(
         [
             "# Benchmarks",
             "",
             f"Written by `make bench` on {dt.date.today().isoformat()}: {m['cpus']} CPUs "
-            f"({m['cpu_model']}), Python {m['python']}, {m['platform']}. Re-run it to refresh this "
-            "file; the figures are this machine's, with the load generator sharing its cores.",
+            f"({m['cpu_model']}), Python {m['python']}, {m['platform']}; code {m['commit']}; "
+            f"1-minute load average {m['load_before']} before the HTTP part, "
+            f"{results['load_after']} after. Re-run it to refresh this file; the figures are this "
+            "machine's, with the load generator (and anything else running) sharing its cores.",
             "",
             "Method: `bench/engine.py` times the engine in-process; `bench/http.py` starts the "
             "production stack (`DJANGO_DEBUG=false`, `gunicorn.conf.py`, a throwaway Postgres "
@@ -557,6 +590,8 @@ def write_markdown(path: Path, http_md: str, engine_report: str, results: dict[s
             "```",
             engine_report.strip() or "(bench/engine.py output not provided)",
             "```",
+            "",
+            notes.rstrip(),
             "",
         ]
     )
