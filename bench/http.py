@@ -585,11 +585,8 @@ def write_markdown(path: Path, http_md: str, engine_report: str, results: dict[s
             "",
             http_md,
             "",
-            "## Engine (in-process)",
-            "",
-            "```",
-            engine_report.strip() or "(bench/engine.py output not provided)",
-            "```",
+            # bench.engine prints markdown with its own heading.
+            engine_report.strip() or "## Engine (in process)\n\n(bench.engine output not given)",
             "",
             notes.rstrip(),
             "",
