@@ -261,6 +261,10 @@ def test_new_user_consents_enrolls_through_the_page_and_is_accepted(
     assert page.evaluate("window.__fakeMic.errors") == []
     # Every saved take is the digit that was prompted, by the genuine speaker.
     assert all(name.startswith(f"{digit}_{GENUINE}_") for digit, name in microphone.served)
+    # Prompts come in shuffled rounds of all ten digits (ascending by chance: p = 1/10!).
+    first_round = [digit for digit, _ in microphone.served[:10]]
+    assert sorted(first_round) == list(range(10))
+    assert first_round != list(range(10))
 
     microphone.speak(GENUINE, first_index=ANSWER_INDEX)
     pin_challenges(page)
