@@ -531,3 +531,24 @@ def test_page_resamples_when_the_context_does_not_run_at_16k(
     energy_error = np.abs(np.expm1(utt.mel_bands[speech].astype(np.float64)) - energy)
     assert np.median(energy_error.sum(axis=1) / energy.sum(axis=1)) < 0.08
     assert np.median(np.abs(utt.mel_bands[speech] - ref_mel[speech])) < 0.01
+
+
+def test_consent_and_recording_work_from_the_keyboard_alone(browser_page, microphone, db):
+    user = UserFactory(username="gail", password=PASSWORD)
+    page = browser_page
+    login(page, user.username)
+    page.goto("/enroll/")
+    page.locator("#consent").wait_for(state="visible")
+    assert page.evaluate("document.activeElement.id") == "consent-title"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "consent-check"
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.locator("#record").wait_for(state="visible")
+    assert has_current_consent(user=user)
+    assert page.evaluate("document.activeElement.id") == "record-title"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "start"
+    with page.expect_request(lambda r: r.method == "POST" and TRAIN_URL.match(r.url)):
+        page.keyboard.press("Enter")
