@@ -1,0 +1,147 @@
+"""What the replay check costs genuine users, and what it catches, on the evaluation protocol.
+
+    .venv/bin/python -m bench.replay_cost ../shared/data/fsdd [--k 5] [--trials 1000] [--seed 0]
+
+The trials are exactly those of ``manage.py evaluate`` (``engine.evaluation.make_trials`` with
+``default_rng([seed, k])``): per speaker the lowest-index recordings of every label enrol, and
+genuine, impostor and wrong-content trials are drawn from the rest. The service's replay check
+(``engine.replay``) is replayed offline, as ``services.verification_score`` runs it: each trial
+is an attempt by the claimed user, checked against that user's enrollment utterances of the
+prompted labels and the fingerprints of their last ``REPLAY_RECENT_FINGERPRINTS`` attempted
+utterances (trials are processed interleaved: genuine, impostor, wrong-content, genuine, ...).
+
+The protocol draws recordings with replacement, so a later trial may reuse the very same file:
+a person never produces the same recording twice, so such pairs are not compared (counted as
+"reused recordings"). Byte-identical *different* files (dspspeech20 has 20) are compared: they
+are copies, and reported apart.
+
+Printed: genuine trials flagged as replay (% of genuine trials, an upper bound of the cost), the
+FRR increase (flagged trials the engine would otherwise have accepted, in points), and the share
+of replay attacks caught (previous genuine attempts resent bit-exact, with 1 % Gaussian noise,
+shifted by 3 frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+
+from verification import engine
+from verification.engine import corpus, evaluation, replay
+from verification.features import Utterance
+
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "verification" / "data" / "default_ubm.npz"
+REPLAY_RECENT_FINGERPRINTS = 100  # as services.REPLAY_RECENT_FINGERPRINTS
+
+
+def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    mel = utt.mel_bands.astype(np.float64)
+    return {
+        "exact": mel,
+        "noise 1%": mel * (1 + 0.01 * rng.standard_normal(mel.shape)),
+        "shift 3": mel[3:],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("--ubm", type=Path, default=DEFAULT_PATH)
+    parser.add_argument("--enroll-per-label", type=int, default=3)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-engine", action="store_true", help="skip the accept/reject run")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    recordings = corpus.list_recordings(args.corpus)
+    utterances = corpus.load_utterances(recordings)
+    digests = [hashlib.sha256(Path(r.path).read_bytes()).hexdigest() for r in recordings]
+    ids = evaluation.label_ids(recordings)
+    split = evaluation.split_recordings(recordings, args.enroll_per_label)
+    rng = np.random.default_rng([args.seed, args.k])
+    trials = evaluation.make_trials(recordings, split, k=args.k, n_trials=args.trials, rng=rng)
+    fingerprints = [replay.fingerprint(u.mel_bands) for u in utterances]
+
+    accepted = None
+    if not args.no_engine:
+        ubm = engine.load_background_model(args.ubm.read_bytes())
+        models = evaluation.enroll_speakers(ubm, recordings, utterances, split)
+        genuine = [t for t in trials if t.kind == evaluation.GENUINE]
+        results = evaluation.run_trials(ubm, models, utterances, genuine)
+        accepted = dict(zip(map(id, genuine), results.accepted, strict=True))
+
+    # Per user: enrollment references by label (corpus positions), recent attempts (label, pos).
+    enrolled: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for speaker, positions in split.enroll.items():
+        for p in positions:
+            enrolled[speaker][ids[recordings[p].label]].append(p)
+    recent: dict[str, deque] = defaultdict(lambda: deque(maxlen=REPLAY_RECENT_FINGERPRINTS))
+
+    by_kind = defaultdict(list)
+    for t in trials:
+        by_kind[t.kind].append(t)
+    order = [t for group in zip(*by_kind.values(), strict=True) for t in group]
+
+    flagged = flagged_accepted = flagged_duplicates = reused = n_genuine = n_accepted = 0
+    caught = defaultdict(int)
+    attempts_tried = 0
+    attack_rng = np.random.default_rng(args.seed)
+    last_genuine: dict[str, evaluation.Trial] = {}
+    for trial in order:
+        user = trial.claimed
+        hit = duplicate = False
+        for label, pos in zip(trial.prompted, trial.recordings, strict=True):
+            refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
+            for ref in refs:
+                if ref == pos:
+                    reused += 1
+                    continue
+                if replay.distance(fingerprints[pos], fingerprints[ref]) < replay.REPLAY_DISTANCE:
+                    hit = True
+                    duplicate |= digests[pos] == digests[ref]
+        if trial.kind == evaluation.GENUINE:
+            n_genuine += 1
+            ok = accepted is not None and bool(accepted[id(trial)])
+            n_accepted += ok
+            if hit:
+                flagged += 1
+                flagged_duplicates += duplicate
+                flagged_accepted += ok
+            previous = last_genuine.get(user)
+            if previous is not None:  # an attacker resends the user's previous attempt
+                attempts_tried += 1
+                for label, pos in zip(previous.prompted, previous.recordings, strict=True):
+                    refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
+                    for name, mel in _attacks(utterances[pos], attack_rng).items():
+                        probe = replay.fingerprint(mel)
+                        if replay.is_replay(probe, (fingerprints[r] for r in refs)):
+                            caught[name] += 1
+            last_genuine[user] = trial
+        for label, pos in zip(trial.prompted, trial.recordings, strict=True):
+            recent[user].append((label, pos))
+
+    n_utts = attempts_tried * args.k
+    print(f"corpus {args.corpus} ({len(recordings)} files, {len(split.enroll)} speakers), "
+          f"K={args.k}, seed {args.seed}, REPLAY_DISTANCE {replay.REPLAY_DISTANCE}")
+    print(f"genuine trials: {n_genuine}; reused recordings skipped: {reused} comparisons")
+    print(f"genuine trials flagged as replay: {flagged} ({100 * flagged / n_genuine:.2f} %), "
+          f"of which byte-identical corpus duplicates: {flagged_duplicates}")
+    if accepted is not None:
+        print(f"engine accepts {n_accepted}/{n_genuine} genuine trials "
+              f"(FRR {100 * (1 - n_accepted / n_genuine):.2f} %); replay check would reject "
+              f"{flagged_accepted} of them: FRR +{100 * flagged_accepted / n_genuine:.2f} points")
+    for name, count in caught.items():
+        print(f"replayed utterances caught ({name}): {count}/{n_utts} "
+              f"({100 * count / max(n_utts, 1):.1f} %)")
+    print(f"{time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
