@@ -258,3 +258,15 @@ def test_api_docs_load_their_scripts_from_this_site(alice):
     assert init.status_code == 200
     assert init["Content-Type"].startswith("application/javascript")
     assert b"SwaggerUIBundle" in init.content
+
+
+def test_browsable_api_pages_carry_the_csp_and_only_local_scripts(alice):
+    client = Client()
+    client.force_login(alice)
+    response = client.get(reverse("voiceprint"), HTTP_ACCEPT="text/html")
+    assert response["Content-Type"].startswith("text/html")
+    assert _directives(response["Content-Security-Policy"])["script-src"] == ["'self'"]
+    html = response.content.decode()
+    scripts = [t for t in re.findall(r"<script\b[^>]*>", html) if "application/json" not in t]
+    assert scripts
+    assert all(re.search(r'src="/static/', t) for t in scripts)
