@@ -181,7 +181,7 @@ def test_fingerprints_hold_no_scorable_features(enrolled_alice, corpus):
     assert sorted(r.digit for r in rows) == sorted(int(d) for d in DIGITS)
     for row, digit in zip(sorted(rows, key=lambda r: r.pk), DIGITS, strict=True):
         utt = corpus.utterance(GENUINE, int(digit), ANSWER_INDEX)
-        # 20 one-byte levels per frame, a quarter of one 40-float32 mel row plus rms.
+        # 20 one-byte levels per frame: under an eighth of the 41 float32 values stored per frame.
         assert len(bytes(row.fingerprint)) == utt.n_frames * replay.FINGERPRINT_BANDS
         assert len(bytes(row.fingerprint)) * 8 < len(EnrollmentUtterance.pack(utt))
 
