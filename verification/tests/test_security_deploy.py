@@ -92,7 +92,12 @@ PROBE = """
 import json, django
 django.setup()
 from django.conf import settings
-from django.test import Client
+from django.test import Client, override_settings
+# Pages render static URLs: without collectstatic's manifest (tests/test_static_storage.py
+# covers it) use plain storage, so the probe measures the security settings alone.
+plain = {**settings.STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+override_settings(STORAGES=plain).enable()
 client = Client()
 response = client.get("/accounts/login/", secure=True)
 cookie = response.cookies["csrftoken"]
