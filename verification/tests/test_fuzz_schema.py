@@ -9,6 +9,7 @@ The case count is printed per operation (``pytest -s``) and totalled in ``CASES`
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 import schemathesis
@@ -42,11 +43,26 @@ CHECKS = [
 ]
 
 
+@contextmanager
+def _request_signals_unhooked():
+    """Requests go through the real WSGI handler, whose request signals would close (or, outside
+    a test, open) the connection holding the test's transaction; Django's test client unhooks
+    them the same way."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
 @pytest.fixture(scope="module")
-def api_schema():
+def api_schema(django_db_blocker):
     from speakerauth.wsgi import application
 
-    return schemathesis.openapi.from_wsgi("/api/schema/", application)
+    with django_db_blocker.unblock(), _request_signals_unhooked():
+        return schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
@@ -54,13 +70,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.fixture(autouse=True)
 def _keep_the_test_connection():
-    """Requests go through the real WSGI handler, whose request signals would close the
-    connection holding the test's transaction (Django's test client unhooks them the same way)."""
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
+    with _request_signals_unhooked():
+        yield
 
 
 @pytest.fixture
