@@ -1,4 +1,5 @@
-// Account page, "Your voice data": export everything as JSON, delete the voiceprint (with confirmation).
+// Account page, "Your voice data": export everything as JSON, delete the voiceprint, withdraw consent
+// (each destructive action behind an inline confirmation).
 import { api } from "./api.js";
 import { $, announce, focus, show, showAlert } from "./ui.js";
 
@@ -53,6 +54,39 @@ async function reallyDelete() {
   }
 }
 
+const withdrawButton = $("#withdraw-consent");
+const withdrawBox = $("#withdraw-confirm");
+
+function askWithdraw() {
+  show(withdrawBox, true);
+  withdrawButton.setAttribute("aria-expanded", "true");
+  focus($("#withdraw-confirm-title"));
+}
+
+function keepConsent() {
+  show(withdrawBox, false);
+  withdrawButton.setAttribute("aria-expanded", "false");
+  focus(withdrawButton);
+}
+
+async function reallyWithdraw() {
+  showAlert(alertEl, "");
+  try {
+    await api(section.dataset.consentUrl, { method: "DELETE" });
+    show(withdrawBox, false);
+    section.dataset.deleted = "true";
+    announce(statusEl, "Your consent was withdrawn and your voiceprint deleted.");
+    focus(statusEl);
+  } catch (err) {
+    showAlert(alertEl, `Withdrawal failed: ${err.message}`);
+  }
+}
+
+withdrawButton.setAttribute("aria-controls", "withdraw-confirm");
+withdrawButton.setAttribute("aria-expanded", "false");
+withdrawButton.addEventListener("click", askWithdraw);
+$("#withdraw-no").addEventListener("click", keepConsent);
+$("#withdraw-yes").addEventListener("click", reallyWithdraw);
 deleteButton.setAttribute("aria-controls", "delete-confirm");
 deleteButton.setAttribute("aria-expanded", "false");
 $("#export-data").addEventListener("click", exportData);

@@ -552,3 +552,16 @@ def test_consent_and_recording_work_from_the_keyboard_alone(browser_page, microp
     assert page.evaluate("document.activeElement.id") == "start"
     with page.expect_request(lambda r: r.method == "POST" and TRAIN_URL.match(r.url)):
         page.keyboard.press("Enter")
+
+
+def test_account_page_withdraws_consent_and_the_voiceprint_goes_with_it(
+    browser_page, enrolled_user
+):
+    page = browser_page
+    login(page, enrolled_user.username)
+    page.goto("/accounts/profile/")
+    page.get_by_role("button", name="Withdraw my consent").click()
+    page.get_by_role("button", name="Yes, withdraw and delete").click()
+    page.locator("#voice-status", has_text="consent was withdrawn").wait_for()
+    assert not has_current_consent(user=enrolled_user)
+    assert selectors.speaker_model_get(user=enrolled_user) is None
