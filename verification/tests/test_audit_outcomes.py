@@ -45,6 +45,12 @@ def _one_row(client, body, **kw) -> tuple[int, VerificationAttempt]:
     return response.status_code, VerificationAttempt.objects.order_by("-seq").first()
 
 
+def test_accept_writes_one_row(alice_api, enrolled_alice, corpus):
+    status, row = _one_row(alice_api, _answer(corpus, _challenge(alice_api)))
+    assert (status, row.decision, row.reason) == (200, Decision.ACCEPT, Reason.ACCEPTED)
+    assert row.score is not None
+
+
 def test_impostor_reject_writes_one_row(alice_api, enrolled_alice, corpus):
     status, row = _one_row(alice_api, _answer(corpus, _challenge(alice_api), IMPOSTOR))
     assert (status, row.decision) == (200, Decision.REJECT)
