@@ -223,6 +223,7 @@ def verify_through_page(page, screenshot_as: str | None = None) -> str:
     page.get_by_role("button", name="Start").click()
     if screenshot_as:
         page.locator("#steps li.done").nth(1).wait_for(timeout=60_000)
+        page.locator('#prompt[data-state="hearing"]').wait_for()
         screenshot(page, screenshot_as)
     result = page.locator("#result-title")
     result.wait_for(state="visible", timeout=60_000)
@@ -251,6 +252,7 @@ def test_new_user_consents_enrolls_through_the_page_and_is_accepted(
     microphone.speak(GENUINE, first_index=0)
     page.get_by_role("button", name="Start").click()
     page.locator("#progress li.complete").nth(2).wait_for(timeout=60_000)
+    page.locator('#prompt[data-state="hearing"]').wait_for()  # the meter shows the voice
     screenshot(page, "enroll")
     page.locator("#done").wait_for(state="visible", timeout=120_000)
 
