@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 
 from verification import features
 
@@ -49,8 +50,20 @@ def list_recordings(
     return recordings
 
 
-def _cache_key(recordings: Sequence[Recording]) -> str:
-    h = hashlib.sha256(features.FEATURE_VERSION.encode())
+def narrowband_utterance(path: str | Path) -> features.Utterance:
+    """The features of a recording as an 8 kHz channel would deliver it (telephone-band headset,
+    8 kHz microphone): resampled to 8 kHz and back to 16 kHz, nothing above 4 kHz."""
+    signal, rate = features.read_wav(path)
+    if rate > 8000:
+        signal = features.resample_to_16k(signal, rate)
+        signal = scipy.signal.resample_poly(signal, 1, 2).astype(np.float32)
+        rate = 8000
+    mel, rms = features.meyda_features(features.resample_to_16k(signal, rate))
+    return features.Utterance(mel, rms)
+
+
+def _cache_key(recordings: Sequence[Recording], narrowband: bool) -> str:
+    h = hashlib.sha256(f"{features.FEATURE_VERSION}|narrowband={narrowband}".encode())
     for r in recordings:
         st = os.stat(r.path)
         h.update(f"{Path(r.path).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -62,15 +75,17 @@ def load_utterances(
     *,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    narrowband: bool = False,
 ) -> list[features.Utterance]:
-    """Browser features of every recording, in order (``digit`` left None).
+    """Browser features of every recording, in order (``digit`` left None); with ``narrowband``
+    those of :func:`narrowband_utterance`.
 
     With ``cache_dir`` the features are read from / written to one npz per recording list.
     """
     report = progress or (lambda message: None)
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"features-{_cache_key(recordings)}.npz"
+        cache = Path(cache_dir) / f"features-{_cache_key(recordings, narrowband)}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as npz:
                 mel, rms, lengths = npz["mel"], npz["rms"], npz["lengths"]
@@ -78,10 +93,12 @@ def load_utterances(
             return _split(mel, rms, lengths)
     utts = []
     step = max(1, len(recordings) // 10)
+    extract = narrowband_utterance if narrowband else features.wav_to_utterance
+    what = "narrowband features" if narrowband else "features"
     for i, rec in enumerate(recordings, 1):
-        utts.append(features.wav_to_utterance(rec.path))
+        utts.append(extract(rec.path))
         if i % step == 0 or i == len(recordings):
-            report(f"features: {i}/{len(recordings)} files")
+            report(f"{what}: {i}/{len(recordings)} files")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")

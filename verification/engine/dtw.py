@@ -61,3 +61,20 @@ def dtw_distances(
         ends[i] = acc[:, cols, last_col]
     result = ends[query_lengths - 1, np.arange(n_q)]
     return result / query_lengths[:, None]
+
+
+def dtw_distances_either_way(
+    queries: np.ndarray,
+    query_lengths: np.ndarray,
+    templates: np.ndarray,
+    template_lengths: np.ndarray,
+) -> np.ndarray:
+    """:func:`dtw_distances`, with the roles swapped for the pairs it cannot align (a query less
+    than half as long as the template): -> (n_q, n_t), finite wherever one direction aligns."""
+    dist = dtw_distances(queries, query_lengths, templates, template_lengths)
+    cols = np.flatnonzero(np.isinf(dist).any(axis=0))
+    if cols.size:
+        m = int(template_lengths[cols].max())
+        rev = dtw_distances(templates[cols, :m], template_lengths[cols], queries, query_lengths)
+        dist[:, cols] = np.where(np.isinf(dist[:, cols]), rev.T, dist[:, cols])
+    return dist

@@ -27,26 +27,37 @@ REASON_WRONG_CONTENT = "wrong_content"
 NO_SPEECH_SCORE = -100.0
 
 
+_RETIRED_CONFIG_KEYS = frozenset({"content_max_miss_fraction"})
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Scoring choices that travel with a background model (chosen by measurement, see README).
 
     relevance: MAP relevance factor r. top_c: UBM components evaluated per frame.
     znorm: normalise scores with the model's statistics on the shipped impostor cohort.
-    fusion_weight: weight of the text-dependent (DTW) score added to the speaker score.
+    fusion_weight: weight of the text-dependent score (minus the mean DTW distance to the
+    prompted digits' templates over their typical genuine distance, see ``AttemptScores.fused``)
+    added to the speaker score.
+
+    Chosen on dspspeech20 development speakers (3 speaker folds of the 24 not used for reported
+    figures, wideband and 8 kHz-channel versions): fusion 4 vs 0 lowered the K=5 EER from 2.22 to
+    1.89 % (wideband) and 3.56 to 2.22 % (narrowband); content limit 0.2 rejected 98.6 % of
+    wrong-content attempts and cost 0.56 % of genuine ones (all unalignable DTW pairs, since
+    aligned either way); relevance 4/8/16 and top-C 5/10 differed by <= 0.2 points.
     dtw_dims: leading cepstral dimensions used for templates. dtw_stride: frame decimation
-    for templates. content_max_miss_fraction: share of a prompt's utterances allowed to match
-    another digit better than the prompted one (rounded down), absorbing rare recognition slips.
+    for templates. content_max_log_ratio: highest accepted mean log(own / other) DTW distance
+    ratio of an attempt (see :func:`decide`).
     min_frames: utterances with fewer speech frames count as not saying the prompted digit.
     """
 
     relevance: float = 16.0
     top_c: int = 5
     znorm: bool = True
-    fusion_weight: float = 0.0
+    fusion_weight: float = 4.0
     dtw_dims: int = 13
     dtw_stride: int = 2
-    content_max_miss_fraction: float = 0.0
+    content_max_log_ratio: float = 0.2
     min_frames: int = 5
 
     def to_dict(self) -> dict:
@@ -55,6 +66,8 @@ class EngineConfig:
     @classmethod
     def from_dict(cls, data: dict) -> EngineConfig:
         known = set(cls.__dataclass_fields__)
+        # Replaced by content_max_log_ratio; models written before keep loading (new default).
+        data = {k: v for k, v in data.items() if k not in _RETIRED_CONFIG_KEYS}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown engine config keys: {sorted(unknown)}")
@@ -224,7 +237,10 @@ def _template_distances(
     """DTW distance of each utterance to each enrolment template: -> (n_utterances, n_templates)."""
     queries, q_len = dtw.pad_sequences([_template(c, ubm.config) for c in ceps])
     tmpl, t_len = dtw.pad_sequences(split_segments(model.template_frames, model.template_lengths))
-    return dtw.dtw_distances(queries, q_len, tmpl, t_len)
+    # The step pattern cannot align a query less than half as long as the template (inf): on
+    # development data that was every genuine content failure left, so those pairs are aligned
+    # the other way round.
+    return dtw.dtw_distances_either_way(queries, q_len, tmpl, t_len)
 
 
 def _digit_distances(
@@ -247,27 +263,68 @@ def _speaker_score(ubm: BackgroundModel, model: SpeakerModel, ceps: list[np.ndar
 def score(
     ubm: BackgroundModel, model: SpeakerModel, utterances: Sequence[features.Utterance]
 ) -> float:
-    """The speaker score of some utterances (no content check, no decision), e.g. for /test.
+    """The score of some utterances without a decision or content check, e.g. for /test.
 
-    On the same scale as ``ubm.threshold`` when the configuration fuses no text-dependent score.
+    When every utterance carries a digit the model has templates for, this is the fused score
+    ``verify`` compares with ``ubm.threshold`` (the digits taken as the prompt); otherwise the
+    speaker score alone.
     """
     _check_pair(ubm, model)
+    digits = [u.digit for u in utterances]
+    if utterances and all(d is not None and d in model.digits for d in digits):
+        return attempt_scores(ubm, model, digits, utterances).fused(ubm.config)
     ceps = [cepstra(ubm, u) for u in utterances]
     return _speaker_score(ubm, model, ceps)
 
 
-def verify(
+@dataclass(frozen=True)
+class AttemptScores:
+    """What a decision is made from. speaker: the (z-normalised) GMM-UBM score; own (k,): DTW
+    distance of each utterance to the nearest enrolment template of its prompted digit; other
+    (k,): to the nearest template of any other digit (inf where an utterance holds no speech);
+    scale (k,): the enrolled speaker's typical distance between two templates of that digit."""
+
+    speaker: float
+    own: np.ndarray
+    other: np.ndarray
+    n_frames: int
+    scale: np.ndarray | None = None  # (k,) typical genuine distance of each prompted digit
+
+    def __post_init__(self) -> None:
+        if self.scale is None:
+            object.__setattr__(self, "scale", np.ones_like(self.own))
+
+    @property
+    def content_log_ratios(self) -> np.ndarray:
+        """log(own / other) per utterance: < 0 when the prompted digit is the best match."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.log(self.own) - np.log(self.other)
+        return np.where(np.isfinite(self.own), np.nan_to_num(r, nan=np.inf), np.inf)
+
+    def content_score(self) -> float:
+        """Mean content log ratio over the attempt (inf if an utterance has no speech)."""
+        return float(np.mean(self.content_log_ratios))
+
+    def fused(self, config: EngineConfig) -> float:
+        """Speaker score plus the weighted text-dependent score: minus the mean of each
+        utterance's distance to its prompted digit's templates divided by that digit's typical
+        genuine distance (``own_scale``), so the term is unit-free and one threshold transfers
+        across microphones and corpora."""
+        if not config.fusion_weight:
+            return self.speaker
+        ok = np.isfinite(self.own)
+        if not ok.any():
+            return NO_SPEECH_SCORE
+        return self.speaker - config.fusion_weight * float(np.mean(self.own[ok] / self.scale[ok]))
+
+
+def attempt_scores(
     ubm: BackgroundModel,
     model: SpeakerModel,
     prompted: Sequence[int],
     utterances: Sequence[features.Utterance],
-) -> Verdict:
-    """Decide whether ``utterances`` (one per prompted digit, in order) are the enrolled speaker
-    saying the prompted digits.
-
-    The client's ``utt.digit`` labels are ignored: the content check compares each utterance with
-    the user's own enrolment templates of every digit.
-    """
+) -> AttemptScores:
+    """Score an attempt (one utterance per prompted digit, in order) without deciding."""
     _check_pair(ubm, model)
     prompted = [int(d) for d in prompted]
     if not prompted or len(prompted) != len(utterances):
@@ -282,10 +339,9 @@ def verify(
     cfg = ubm.config
     ceps = [cepstra(ubm, u) for u in utterances]
     n_frames = int(sum(c.shape[0] for c in ceps))
-    speech = [c.shape[0] >= cfg.min_frames for c in ceps]
-
-    fused = _speaker_score(ubm, model, ceps)
-    matched = np.zeros(len(ceps), dtype=bool)
+    speech = np.array([c.shape[0] >= cfg.min_frames for c in ceps])
+    own = np.full(len(ceps), np.inf)
+    other = np.full(len(ceps), np.inf)
     voiced = [c for c, ok in zip(ceps, speech, strict=True) if ok]
     if voiced:
         per_digit = _digit_distances(
@@ -293,21 +349,65 @@ def verify(
         )
         idx = np.array([digits.index(d) for d, ok in zip(prompted, speech, strict=True) if ok])
         rows = np.arange(len(voiced))
-        own = per_digit[rows, idx]
-        others = per_digit.copy()
-        others[rows, idx] = np.inf
-        matched[np.flatnonzero(speech)] = own < others.min(axis=1)
-        if cfg.fusion_weight:
-            fused += cfg.fusion_weight * _text_dependent_score(own)
-    allowed_misses = int(np.floor(cfg.content_max_miss_fraction * len(prompted)))
+        own[speech] = per_digit[rows, idx]
+        per_digit[rows, idx] = np.inf
+        other[speech] = per_digit.min(axis=1)
+    scales = _digit_scales(ubm, model)
+    scale = np.array([scales[d] for d in prompted])
+    return AttemptScores(_speaker_score(ubm, model, ceps), own, other, n_frames, scale)
+
+
+def _digit_scales(ubm: BackgroundModel, model: SpeakerModel) -> dict[int, float]:
+    """Per digit, the mean DTW distance of each enrolment template to the nearest other template
+    of the same digit (leave-one-out genuine distance); digits with a single template get the
+    mean over the others (1.0 if none has two). Computed once per model object and kept on it."""
+    cached = model.__dict__.get("_digit_scales")
+    if cached is not None:
+        return cached
+    templates = split_segments(model.template_frames, model.template_lengths)
+    tmpl, t_len = dtw.pad_sequences([t.astype(np.float64) for t in templates])
+    dist = dtw.dtw_distances_either_way(tmpl, t_len, tmpl, t_len)
+    digits = model.template_digits
+    same = (digits[:, None] == digits[None, :]) & ~np.eye(digits.size, dtype=bool)
+    nearest = np.where(same, dist, np.inf).min(axis=1)
+    per_digit = {}
+    for d in model.digits:
+        vals = nearest[(digits == d) & np.isfinite(nearest)]
+        if vals.size:
+            per_digit[d] = float(np.mean(vals))
+    fallback = float(np.mean(list(per_digit.values()))) if per_digit else 1.0
+    scales = {d: max(per_digit.get(d, fallback), 1e-6) for d in model.digits}
+    object.__setattr__(model, "_digit_scales", scales)  # a cache, not model state
+    return scales
+
+
+def decide(ubm: BackgroundModel, scores: AttemptScores) -> Verdict:
+    """The decision rule: content check first, then the fused score against the threshold.
+
+    Content: the attempt's mean log(own / other) DTW ratio must not exceed
+    ``config.content_max_log_ratio``: averaging over the prompted digits absorbs a single
+    recognition slip of a genuine attempt, while an attempt saying other digits scores far above.
+    """
+    cfg = ubm.config
+    fused = scores.fused(cfg)
     threshold = float(ubm.threshold)
-    if int(np.sum(~matched)) > allowed_misses:
-        return Verdict(False, REASON_WRONG_CONTENT, float(fused), threshold, n_frames)
+    if not scores.content_score() <= cfg.content_max_log_ratio:
+        return Verdict(False, REASON_WRONG_CONTENT, float(fused), threshold, scores.n_frames)
     accepted = fused >= threshold
     reason = REASON_ACCEPTED if accepted else REASON_LOW_SCORE
-    return Verdict(bool(accepted), reason, float(fused), threshold, n_frames)
+    return Verdict(bool(accepted), reason, float(fused), threshold, scores.n_frames)
 
 
-def _text_dependent_score(own_distances: np.ndarray) -> float:
-    """Higher is closer: minus the mean DTW distance to the prompted digits' templates."""
-    return -float(np.mean(own_distances))
+def verify(
+    ubm: BackgroundModel,
+    model: SpeakerModel,
+    prompted: Sequence[int],
+    utterances: Sequence[features.Utterance],
+) -> Verdict:
+    """Decide whether ``utterances`` (one per prompted digit, in order) are the enrolled speaker
+    saying the prompted digits.
+
+    The client's ``utt.digit`` labels are ignored: the content check compares each utterance with
+    the user's own enrolment templates of every digit.
+    """
+    return decide(ubm, attempt_scores(ubm, model, prompted, utterances))

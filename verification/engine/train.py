@@ -10,6 +10,7 @@ cohort that saw them, so the threshold is the one a deployment with unseen users
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -34,18 +35,21 @@ class TrainingParams:
     utterances of distinct labels by one training speaker (speakers taken in turn).
     calibration_*: cross-validation folds over speakers (0 = no calibration, threshold 0),
     prompted labels per trial, enrolment recordings per label, trials per kind and fold.
+    narrowband_augment: also train on every recording through an 8 kHz channel (see
+    ``corpus.narrowband_utterance``) and calibrate on both versions.
     """
 
     n_components: int = 64
     seed: int = 0
     max_iter: int = 200
-    max_frames: int = 200_000
+    max_frames: int = 120_000
     cohort_attempts: int = 48
     cohort_utterances: int = 3
     calibration_folds: int = 3
     calibration_k: int = 5
     calibration_enroll_per_label: int = 2
     calibration_trials: int = 1000
+    narrowband_augment: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -97,11 +101,23 @@ def build_cohort(
     return frames, np.array([a.shape[0] for a in attempts], dtype=np.int64)
 
 
-def model_version(name: str, weights: np.ndarray, means: np.ndarray, variances: np.ndarray) -> str:
-    """A version naming the corpus and hashing the parameters (same training -> same version)."""
+def model_version(
+    name: str,
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    *extra: np.ndarray | str | float,
+) -> str:
+    """A version naming the corpus and hashing everything that decides (same training -> same
+    version): the GMM parameters plus ``extra`` (threshold, configurations, cohort)."""
     h = hashlib.sha256()
     for a in (weights, means, variances):
         h.update(np.ascontiguousarray(a, dtype=np.float64).round(6).tobytes())
+    for item in extra:
+        if isinstance(item, np.ndarray):
+            h.update(np.ascontiguousarray(item).tobytes())
+        else:
+            h.update(repr(item).encode())
     return f"{name}-c{weights.shape[0]}-{h.hexdigest()[:10]}"
 
 
@@ -115,11 +131,16 @@ def train_background(
     cepstra_config: features.CepstraConfig,
     threshold: float = 0.0,
     provenance: dict | None = None,
+    augment: Sequence[np.ndarray] = (),
     progress: Progress = _quiet,
 ) -> BackgroundModel:
-    """Train a UBM and cohort on precomputed cepstra of ``recordings`` (no calibration)."""
+    """Train a UBM and cohort on precomputed cepstra of ``recordings`` (no calibration).
+
+    ``augment``: more UBM training cepstra (e.g. the same recordings through an 8 kHz channel), so
+    the UBM also covers speech without energy above 4 kHz; the cohort uses ``ceps`` only.
+    """
     rng = np.random.default_rng(params.seed)
-    X = np.concatenate(list(ceps)).astype(np.float64)
+    X = np.concatenate([*ceps, *augment]).astype(np.float64)
     if X.shape[0] > params.max_frames:
         X = X[np.sort(rng.choice(X.shape[0], size=params.max_frames, replace=False))]
     weights, means, variances = train_gmm(
@@ -137,7 +158,17 @@ def train_background(
         means=means,
         variances=variances,
         threshold=float(threshold),
-        version=model_version(name, weights, means, variances),
+        version=model_version(
+            name,
+            weights,
+            means,
+            variances,
+            round(float(threshold), 6),
+            json.dumps(config.to_dict(), sort_keys=True),
+            json.dumps(asdict(cepstra_config), sort_keys=True),
+            cohort_frames,
+            cohort_lengths,
+        ),
         feature_version=features.FEATURE_VERSION,
         provenance={**(provenance or {}), "training_frames": int(X.shape[0])},
         config=config,
@@ -162,12 +193,17 @@ def calibrate_threshold(
     params: TrainingParams,
     config: EngineConfig,
     cepstra_config: features.CepstraConfig,
+    narrowband: Sequence[features.Utterance] = (),
     progress: Progress = _quiet,
 ) -> tuple[float, dict]:
     """Cross-validated equal-error threshold of the verification score (see module docstring).
 
+    With ``narrowband`` (the recordings through an 8 kHz channel, same order) the fold UBMs are
+    trained on both versions and the held-out trials are run on both, pooled: one threshold for
+    wideband and narrowband microphones.
     -> (threshold, report) with per-fold and pooled EER in percent and the trial counts.
     """
+    narrow_ceps = speech_frames(narrowband, cepstra_config) if narrowband else []
     folds = speaker_folds([r.speaker for r in recordings], params.calibration_folds, params.seed)
     genuine, impostor, per_fold = [], [], []
     for f, held_out in enumerate(folds, 1):
@@ -185,19 +221,23 @@ def calibrate_threshold(
             params=params,
             config=config,
             cepstra_config=cepstra_config,
+            augment=[narrow_ceps[i] for i in train_pos] if narrowband else (),
             progress=_quiet,
         )
-        results = evaluation.evaluate(
-            ubm,
-            [recordings[i] for i in test_pos],
-            [utterances[i] for i in test_pos],
-            k=params.calibration_k,
-            n_trials=params.calibration_trials,
-            enroll_per_label=params.calibration_enroll_per_label,
-            rng=np.random.default_rng(params.seed + f),
-        )
-        g = results.score[results.kind == evaluation.GENUINE]
-        i = results.score[results.kind == evaluation.IMPOSTOR]
+        gen, imp = [], []
+        for version in (utterances, narrowband) if narrowband else (utterances,):
+            results = evaluation.evaluate(
+                ubm,
+                [recordings[i] for i in test_pos],
+                [version[i] for i in test_pos],
+                k=params.calibration_k,
+                n_trials=params.calibration_trials,
+                enroll_per_label=params.calibration_enroll_per_label,
+                rng=np.random.default_rng(params.seed + f),
+            )
+            gen.append(results.score[results.kind == evaluation.GENUINE])
+            imp.append(results.score[results.kind == evaluation.IMPOSTOR])
+        g, i = np.concatenate(gen), np.concatenate(imp)
         genuine.append(g)
         impostor.append(i)
         fold_eer, fold_t = metrics.eer_threshold(g, i)

@@ -19,7 +19,7 @@ from verification.engine import (
     load_speaker_model,
 )
 from verification.engine.adapt import map_adapt_means, sufficient_statistics
-from verification.engine.dtw import dtw_distances, pad_sequences
+from verification.engine.dtw import dtw_distances, dtw_distances_either_way, pad_sequences
 from verification.engine.gmm import log_likelihood, posteriors, train_gmm
 from verification.engine.scoring import frame_llr, top_components
 
@@ -133,6 +133,19 @@ def test_dtw_cannot_align_a_template_more_than_twice_as_long():
     queries, q_len = pad_sequences([np.zeros((3, 2))])
     templates, t_len = pad_sequences([np.zeros((8, 2))])
     assert np.isinf(dtw_distances(queries, q_len, templates, t_len)[0, 0])
+
+
+def test_dtw_either_way_aligns_a_query_less_than_half_as_long_the_other_way():
+    rng = np.random.default_rng(14)
+    template = rng.normal(size=(8, 2))
+    query = template[::3]  # 3 frames: forward alignment impossible
+    queries, q_len = pad_sequences([query])
+    templates, t_len = pad_sequences([template])
+    assert np.isinf(dtw_distances(queries, q_len, templates, t_len)[0, 0])
+    either = dtw_distances_either_way(queries, q_len, templates, t_len)[0, 0]
+    reverse = dtw_distances(templates, t_len, queries, q_len)[0, 0]
+    assert np.isfinite(either)
+    assert either == pytest.approx(reverse)
 
 
 def small_background_model(rng, n_components=4):

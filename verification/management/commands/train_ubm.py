@@ -6,6 +6,7 @@ The shipped default is rebuilt by (see README, "Engine and evaluation")::
         --out verification/data/default_ubm.npz
 """
 
+import argparse
 import shlex
 import sys
 import time
@@ -73,6 +74,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-frames", type=int, default=defaults.max_frames)
         parser.add_argument(
+            "--narrowband-augment",
+            action=argparse.BooleanOptionalAction,
+            default=defaults.narrowband_augment,
+            help="also train and calibrate on the recordings through an 8 kHz channel",
+        )
+        parser.add_argument(
             "--cache", type=Path, help="folder caching extracted features (outside the repo)"
         )
 
@@ -96,6 +103,7 @@ class Command(BaseCommand):
             max_frames=options["max_frames"],
             calibration_folds=options["calibration_folds"],
             calibration_trials=options["calibration_trials"],
+            narrowband_augment=options["narrowband_augment"],
         )
         folder: Path = options["corpus"]
         try:
@@ -118,6 +126,11 @@ class Command(BaseCommand):
         config = engine.EngineConfig()
         cepstra_config = features.DEFAULT_CONFIG
         ceps = train.speech_frames(utterances, cepstra_config)
+        narrowband = []
+        if params.narrowband_augment:
+            narrowband = corpus.load_utterances(
+                recordings, cache_dir=options["cache"], progress=self._say, narrowband=True
+            )
 
         threshold, calibration = options["threshold"], {"method": "given by --threshold"}
         if params.calibration_folds:
@@ -129,6 +142,7 @@ class Command(BaseCommand):
                     params=params,
                     config=config,
                     cepstra_config=cepstra_config,
+                    narrowband=narrowband,
                     progress=self._say,
                 )
             except ValueError as exc:
@@ -158,6 +172,7 @@ class Command(BaseCommand):
                 cepstra_config=cepstra_config,
                 threshold=threshold,
                 provenance=provenance,
+                augment=train.speech_frames(narrowband, cepstra_config),
                 progress=self._say,
             )
         except ValueError as exc:
