@@ -41,6 +41,19 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_persistent_connections():
+    """The live server's request threads close their connections after each request, so the
+    test database can be dropped at the end (DATABASE_CONN_MAX_AGE would keep them open)."""
+    from django.db import connections
+
+    settings_dict = connections.settings["default"]
+    previous = settings_dict["CONN_MAX_AGE"]
+    settings_dict["CONN_MAX_AGE"] = 0
+    yield
+    settings_dict["CONN_MAX_AGE"] = previous
+
+
 def _missing(reason: str):
     if os.environ.get("CI"):
         pytest.fail(f"browser tests must run in CI: {reason}")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
 
 from accounts.consent import CONSENT_VERSION, has_current_consent, voice_consent_give
 from accounts.models import User
@@ -211,6 +212,9 @@ def pin_challenges(page, digits: str = PINNED_DIGITS) -> None:
         if response.status == 201:
             Challenge.objects.filter(nonce=body["id"]).update(digits=digits)
             body["digits"] = [int(d) for d in digits]
+            # Playwright runs this callback in its own context, where Django opened a separate
+            # connection: close it, or it outlives the test database.
+            connection.close()
         route.fulfill(response=response, json=body)
 
     page.route(re.compile(r".*/api/v1/challenges/$"), handle)
