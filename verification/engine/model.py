@@ -365,16 +365,18 @@ def _digit_scales(ubm: BackgroundModel, model: SpeakerModel) -> dict[int, float]
     if cached is not None:
         return cached
     templates = split_segments(model.template_frames, model.template_lengths)
-    tmpl, t_len = dtw.pad_sequences([t.astype(np.float64) for t in templates])
-    dist = dtw.dtw_distances_either_way(tmpl, t_len, tmpl, t_len)
     digits = model.template_digits
-    same = (digits[:, None] == digits[None, :]) & ~np.eye(digits.size, dtype=bool)
-    nearest = np.where(same, dist, np.inf).min(axis=1)
     per_digit = {}
     for d in model.digits:
-        vals = nearest[(digits == d) & np.isfinite(nearest)]
-        if vals.size:
-            per_digit[d] = float(np.mean(vals))
+        own = [templates[i].astype(np.float64) for i in np.flatnonzero(digits == d)]
+        if len(own) < 2:
+            continue
+        tmpl, t_len = dtw.pad_sequences(own)
+        dist = dtw.dtw_distances_either_way(tmpl, t_len, tmpl, t_len)
+        np.fill_diagonal(dist, np.inf)
+        nearest = dist.min(axis=1)
+        if np.isfinite(nearest).any():
+            per_digit[d] = float(np.mean(nearest[np.isfinite(nearest)]))
     fallback = float(np.mean(list(per_digit.values()))) if per_digit else 1.0
     scales = {d: max(per_digit.get(d, fallback), 1e-6) for d in model.digits}
     object.__setattr__(model, "_digit_scales", scales)  # a cache, not model state
