@@ -30,7 +30,8 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def database_unavailable_response(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
-        response: HttpResponse = JsonResponse({"detail": MESSAGE, "code": "unavailable"}, status=503)
+        body = {"detail": MESSAGE, "code": "unavailable"}
+        response: HttpResponse = JsonResponse(body, status=503)
     else:
         response = HttpResponse(MESSAGE, status=503, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
