@@ -280,9 +280,7 @@ def challenge_create(*, user, session_key: str = "") -> Challenge:
     now = timezone.now()
     # Expired, never-audited challenges are dead weight: drop them as new ones are issued.
     Challenge.objects.filter(user=user, expires_at__lt=now, attempts__isnull=True).delete()
-    digits = "".join(
-        str(secrets.choice(DIGITS)) for _ in range(settings.VERIFICATION_CHALLENGE_DIGITS)
-    )
+    digits = "".join(str(d) for d in _challenge_digits(settings.VERIFICATION_CHALLENGE_DIGITS))
     return Challenge.objects.create(
         user=user,
         session_key=session_key or "",
@@ -290,6 +288,22 @@ def challenge_create(*, user, session_key: str = "") -> Challenge:
         nonce=secrets.token_urlsafe(NONCE_BYTES),
         expires_at=now + timedelta(seconds=settings.VERIFICATION_CHALLENGE_TTL),
     )
+
+
+def _challenge_digits(k: int) -> list[int]:
+    """k random digits, distinct within every run of ten and never twice in a row.
+
+    Distinct digits are what the engine is measured on (manage.py evaluate prompts distinct
+    labels), and a repeated digit would let one recording answer two prompts.
+    """
+    rng = secrets.SystemRandom()
+    out: list[int] = []
+    while len(out) < k:
+        block = rng.sample(list(DIGITS), len(DIGITS))
+        if out and block[0] == out[-1]:
+            block.append(block.pop(0))
+        out.extend(block)
+    return out[:k]
 
 
 def _challenge_consume(
@@ -655,9 +669,11 @@ def _replay_detected(
     recent = ReplayFingerprint.objects.filter(user=user, digit__in=references)
     for fp_row in recent.only("fingerprint", "digit"):
         references[fp_row.digit].append(replay.unpack(bytes(fp_row.fingerprint)))
+    probes = [replay.fingerprint(utterance.mel_bands) for utterance in utterances]
+    # Copies inside one attempt count too: one recording must not answer two prompts.
     return any(
-        replay.is_replay(replay.fingerprint(utterance.mel_bands), references[int(digit)])
-        for digit, utterance in zip(prompted, utterances, strict=True)
+        replay.is_replay(probe, [*references[int(digit)], *probes[:i]])
+        for i, (digit, probe) in enumerate(zip(prompted, probes, strict=True))
     )
 
 

@@ -19,7 +19,7 @@ from verification.tests.factories import GENUINE, IMPOSTOR, payload, prompt
 
 SCORE = reverse("voiceprint-score")
 CHALLENGES = reverse("challenge-list")
-DIGITS = "31415"
+DIGITS = "31452"
 
 
 def challenge(client, digits: str = DIGITS) -> str:
@@ -150,7 +150,7 @@ def test_challenge_answered_in_its_own_browser_session_is_accepted(client, enrol
 
 def test_utterances_labelled_with_other_digits_are_rejected(alice_api, enrolled_alice, corpus):
     body = answer(corpus, challenge(alice_api))
-    for utterance, digit in zip(body["utterances"], "27182", strict=True):
+    for utterance, digit in zip(body["utterances"], "27189", strict=True):
         utterance["digit"] = int(digit)
     response, row = score(alice_api, body)
     assert response.json()["decision"] == "reject"
@@ -158,9 +158,9 @@ def test_utterances_labelled_with_other_digits_are_rejected(alice_api, enrolled_
 
 
 def test_saying_other_digits_is_rejected(alice_api, enrolled_alice, corpus):
-    """The genuine voice saying 27182 to the prompt 31415, unlabelled: the content check."""
+    """The genuine voice saying 27189 to the prompt 31452, unlabelled: the content check."""
     nonce = challenge(alice_api)
-    response, row = score(alice_api, answer(corpus, nonce, digits="27182"))
+    response, row = score(alice_api, answer(corpus, nonce, digits="27189"))
     assert response.json()["decision"] == "reject"
     assert row.reason == Reason.WRONG_CONTENT
 
@@ -175,7 +175,7 @@ def test_too_few_utterances_are_rejected(alice_api, enrolled_alice, corpus):
 
 def test_a_failed_answer_spends_the_challenge(alice_api, enrolled_alice, corpus):
     nonce = challenge(alice_api)
-    score(alice_api, answer(corpus, nonce, digits="27182"))
+    score(alice_api, answer(corpus, nonce, digits="27189"))
     response, row = score(alice_api, answer(corpus, nonce))
     assert row.reason == Reason.REPLAYED_CHALLENGE
 

@@ -28,7 +28,7 @@ pytestmark = [
 
 REQUESTS = 50
 USERS = 5
-DIGITS = "31415"
+DIGITS = "31452"
 
 
 def test_fifty_concurrent_verifications_leave_a_chain_that_verifies(ubm, corpus, settings):

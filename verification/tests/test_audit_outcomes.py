@@ -24,7 +24,7 @@ from verification.tests.factories import GENUINE, IMPOSTOR, payload, prompt
 
 SCORE = reverse("voiceprint-score")
 CHALLENGES = reverse("challenge-list")
-DIGITS = "31415"
+DIGITS = "31452"
 
 
 def _challenge(client) -> str:

@@ -23,7 +23,7 @@ from verification.tests.conftest import consent
 from verification.tests.factories import GENUINE, IMPOSTOR, payload, prompt
 
 CURL = "application/x-www-form-urlencoded"
-DIGITS = "27182"
+DIGITS = "27189"
 
 
 def curl_put(client, name: str, body: dict, **extra):

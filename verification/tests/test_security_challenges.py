@@ -25,7 +25,7 @@ from verification.models import (
 from verification.tests.conftest import enroll, token_client
 from verification.tests.factories import GENUINE, payload, prompt
 
-DIGITS = "31415"
+DIGITS = "31452"
 CLIENT = services.ClientInfo(ip="203.0.113.5", user_agent="challenge-test")
 
 
@@ -152,3 +152,20 @@ def test_parallel_submissions_of_one_nonce_score_exactly_once(
         rows = VerificationAttempt.objects.filter(challenge__nonce=nonce)
         assert rows.count() == racers
         assert rows.exclude(reason=Reason.REPLAYED_CHALLENGE).count() == 1
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_challenge_digits_are_distinct(enrolled_alice, settings, k):
+    settings.VERIFICATION_CHALLENGE_DIGITS = k
+    for _ in range(50):
+        digits = services.challenge_create(user=enrolled_alice).digits
+        assert len(digits) == k
+        assert len(set(digits)) == k
+
+
+def test_long_challenges_never_repeat_a_digit_back_to_back(enrolled_alice, settings):
+    settings.VERIFICATION_CHALLENGE_DIGITS = 16
+    for _ in range(50):
+        digits = services.challenge_create(user=enrolled_alice).digits
+        assert all(a != b for a, b in zip(digits, digits[1:], strict=False))
+        assert len(set(digits[:10])) == 10

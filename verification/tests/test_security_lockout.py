@@ -23,7 +23,7 @@ from verification.models import Decision, Reason, VerificationAttempt, Verificat
 from verification.tests.conftest import token_client
 from verification.tests.factories import ANSWER_INDEX, GENUINE, IMPOSTOR, payload, prompt
 
-DIGITS = "31415"
+DIGITS = "31452"
 CLIENT = services.ClientInfo(ip="198.51.100.9", user_agent="lockout-test")
 SCORE = reverse("voiceprint-score")
 PASSWORD = "correct horse battery staple"  # UserFactory's

@@ -29,7 +29,7 @@ from verification.tests.conftest import consent, enroll, token_client
 from verification.tests.factories import ANSWER_INDEX, GENUINE, IMPOSTOR, payload, prompt
 
 EXPORT = reverse("api-me-export")
-DIGITS = "31415"
+DIGITS = "31452"
 CLIENT = services.ClientInfo(ip="192.0.2.44", user_agent="privacy-test")
 
 

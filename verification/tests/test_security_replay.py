@@ -27,7 +27,7 @@ from verification.models import (
 )
 from verification.tests.factories import ANSWER_INDEX, GENUINE, payload, prompt
 
-DIGITS = "31415"
+DIGITS = "31452"
 CLIENT = services.ClientInfo(ip="192.0.2.7", user_agent="replay-test")
 
 
@@ -212,3 +212,11 @@ def test_another_users_fingerprints_are_not_references(enrolled_alice, bob, corp
     _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
     attempt = _verify(bob, corpus.answer(GENUINE, DIGITS))
     assert attempt.reason != Reason.REPLAY
+
+
+def test_one_recording_answering_two_prompts_is_rejected_as_replay(enrolled_alice, corpus):
+    """The same take sent for two prompted digits: a copy inside the attempt itself."""
+    take = corpus.utterance(GENUINE, 3, ANSWER_INDEX, label=False)
+    fresh = corpus.answer(GENUINE, "145")
+    attempt = _verify(enrolled_alice, [take, *fresh, take], digits="31453")
+    assert attempt.reason == Reason.REPLAY
