@@ -199,7 +199,8 @@ def screenshot(page, name: str) -> Path:
 
 
 # The prompt is random; pinning it (as verification/tests/factories.prompt does for the API tests)
-# makes a decision test independent of the draw. Same digits as the API tests (distinct, as real challenges are).
+# makes a decision test independent of the draw. Same digits as the API tests (distinct, as
+# real challenges are).
 PINNED_DIGITS = "31452"
 
 
