@@ -276,8 +276,9 @@ VERIFICATION_CHALLENGE_TTL = env_int("VERIFICATION_CHALLENGE_TTL", 120, minimum=
 # Scores let a claimant hill-climb; only staff see them unless this evaluation switch is on.
 VERIFICATION_EXPOSE_SCORE = env_bool("VERIFICATION_EXPOSE_SCORE", False)
 # Consecutive failures before a delay of VERIFICATION_LOCKOUT_DELAY seconds (doubling per further
-# failure); after VERIFICATION_LOCKOUT_DISABLE_AFTER failures the voice factor is off until a
-# staff reset. VERIFICATION_LOCKOUT_FAILURES=0 turns the whole lockout off (evaluation only).
+# failure); after VERIFICATION_LOCKOUT_DISABLE_AFTER failures in a row the voice factor is off
+# until a staff reset. VERIFICATION_LOCKOUT_FAILURES=0 turns the whole lockout off (evaluation
+# only).
 VERIFICATION_LOCKOUT_FAILURES = env_int("VERIFICATION_LOCKOUT_FAILURES", 5)
 VERIFICATION_LOCKOUT_DELAY = env_int("VERIFICATION_LOCKOUT_DELAY", 30, minimum=1)
 VERIFICATION_LOCKOUT_DISABLE_AFTER = env_int("VERIFICATION_LOCKOUT_DISABLE_AFTER", 50, minimum=1)

@@ -363,7 +363,9 @@ def _lockout_charge(lockout: VerificationLockout, now) -> None:
         base = timedelta(seconds=settings.VERIFICATION_LOCKOUT_DELAY)
         delay = base * 2 ** min(over, 16)
         lockout.locked_until = now + min(delay, max(MAX_LOCKOUT_DELAY, base))
-    if lockout.total_failures >= settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
+    # Failures since the last accept: a genuine user's occasional rejections over the years
+    # must not add up to a disabled factor; an attacker, who never gets accepted, reaches it.
+    if lockout.consecutive_failures >= settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
         lockout.disabled_at = lockout.disabled_at or now
     lockout.save()
 
@@ -373,8 +375,8 @@ def _lockout_refund(lockout: VerificationLockout) -> None:
     lockout.consecutive_failures = 0
     lockout.total_failures = max(lockout.total_failures - 1, 0)
     lockout.locked_until = None
-    if lockout.total_failures < settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
-        lockout.disabled_at = None
+    # Only the charge of this very attempt can have disabled it (a disabled user is not scored).
+    lockout.disabled_at = None
     lockout.save()
 
 

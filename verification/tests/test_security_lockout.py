@@ -320,3 +320,18 @@ def test_the_charge_is_committed_before_the_engine_scores(enrolled_alice, corpus
     outcome = _attempt(enrolled_alice, corpus, GENUINE)
     assert outcome.attempt.score is not None
     assert seen == [3]
+
+
+def test_failures_separated_by_accepts_never_disable_the_voice_factor(
+    enrolled_alice, corpus, settings
+):
+    """The disable limit counts failures in a row: a genuine user's occasional rejections,
+    each followed by an accept, do not add up."""
+    settings.VERIFICATION_LOCKOUT_DISABLE_AFTER = 2
+    for k in range(3):
+        _wrong(enrolled_alice, corpus, 1)
+        accepted = _attempt(enrolled_alice, corpus, GENUINE, ANSWER_INDEX + k).attempt
+        assert accepted.decision == Decision.ACCEPT
+    lockout = _lockout(enrolled_alice)
+    assert lockout.disabled_at is None
+    assert lockout.total_failures == 3
