@@ -6,7 +6,7 @@ import {
   environmentProblem,
   utterancePayload,
 } from "./recorder.js";
-import { $, announce, focus, levelMeter, show, showAlert, waitForChoice } from "./ui.js";
+import { $, announce, focus, levelMeter, promptDisplay, show, showAlert, waitForChoice } from "./ui.js";
 
 const root = $("#enroll-app");
 const urls = root.dataset;
@@ -15,9 +15,6 @@ const alertEl = $("#alert");
 const consentSection = $("#consent");
 const recordSection = $("#record");
 const doneSection = $("#done");
-const promptBox = $("#prompt");
-const promptDigit = $("#prompt-digit");
-const promptLabel = $("#prompt-label");
 const feedback = $("#feedback");
 const progressList = $("#progress");
 const buttons = {
@@ -45,27 +42,14 @@ let contract = null;
 let progress = { counts: Array(10).fill(0), need: 3, trained: false };
 let queue = [];
 let running = false;
-let takeCounter = 0;
+
+const setPromptState = promptDisplay(STATE_LABELS);
 
 const recorder = new Recorder({
   onLevel: levelMeter($("#level")),
   onState: (state) => setPromptState(state),
 });
 
-/** Prompt box state; `digit` (when given) is the digit on show, null for none. Each "listening"
- * (sent by the recorder as a take starts) counts a new take in data-take. */
-function setPromptState(state, digit) {
-  if (digit !== undefined) {
-    promptBox.dataset.digit = digit === null ? "" : String(digit);
-    promptDigit.textContent = digit === null ? "–" : String(digit);
-  }
-  if (state === "listening") {
-    takeCounter += 1;
-    promptBox.dataset.take = String(takeCounter);
-  }
-  promptBox.dataset.state = state;
-  promptLabel.textContent = STATE_LABELS[state] || "";
-}
 
 function shuffled(items) {
   const out = items.slice();

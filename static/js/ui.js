@@ -76,3 +76,25 @@ export function describeDelay(seconds) {
   const hours = Math.round(minutes / 60);
   return `in about ${hours} hours (at ${when.toLocaleString()})`;
 }
+
+/** The prompt box (#prompt with #prompt-digit and #prompt-label): returns setState(state, digit).
+ * `digit` (when given) is the digit on show, null for none. Each "listening" state (sent by the
+ * recorder as a take starts) counts a new take in data-take, which the browser tests wait on. */
+export function promptDisplay(labels, root = document) {
+  const box = $("#prompt", root);
+  const digitEl = $("#prompt-digit", root);
+  const labelEl = $("#prompt-label", root);
+  let takes = 0;
+  return function setState(state, digit) {
+    if (digit !== undefined) {
+      box.dataset.digit = digit === null ? "" : String(digit);
+      digitEl.textContent = digit === null ? "–" : String(digit);
+    }
+    if (state === "listening") {
+      takes += 1;
+      box.dataset.take = String(takes);
+    }
+    box.dataset.state = state;
+    labelEl.textContent = labels[state] || "";
+  };
+}

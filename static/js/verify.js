@@ -2,7 +2,17 @@
 import { ApiError, api } from "./api.js";
 import { reasonText } from "./reasons.js";
 import { Recorder, contractMismatch, environmentProblem, utterancePayload } from "./recorder.js";
-import { $, announce, describeDelay, focus, levelMeter, show, showAlert, waitForChoice } from "./ui.js";
+import {
+  $,
+  announce,
+  describeDelay,
+  focus,
+  levelMeter,
+  promptDisplay,
+  show,
+  showAlert,
+  waitForChoice,
+} from "./ui.js";
 
 const root = $("#verify-app");
 const urls = root.dataset;
@@ -10,9 +20,6 @@ const statusEl = $("#status");
 const alertEl = $("#alert");
 const challengeSection = $("#challenge");
 const resultSection = $("#result");
-const promptBox = $("#prompt");
-const promptDigit = $("#prompt-digit");
-const promptLabel = $("#prompt-label");
 const feedback = $("#feedback");
 const steps = $("#steps");
 const buttons = { start: $("#start"), rerecord: $("#rerecord"), cancel: $("#cancel"), retry: $("#retry") };
@@ -30,27 +37,14 @@ const STATE_LABELS = {
 
 let contract = null;
 let running = false;
-let takeCounter = 0;
+
+const setPromptState = promptDisplay(STATE_LABELS);
 
 const recorder = new Recorder({
   onLevel: levelMeter($("#level")),
   onState: (state) => setPromptState(state),
 });
 
-/** Prompt box state; `digit` (when given) is the digit on show, null for none. Each "listening"
- * (sent by the recorder as a take starts) counts a new take in data-take. */
-function setPromptState(state, digit) {
-  if (digit !== undefined) {
-    promptBox.dataset.digit = digit === null ? "" : String(digit);
-    promptDigit.textContent = digit === null ? "–" : String(digit);
-  }
-  if (state === "listening") {
-    takeCounter += 1;
-    promptBox.dataset.take = String(takeCounter);
-  }
-  promptBox.dataset.state = state;
-  promptLabel.textContent = STATE_LABELS[state] || "";
-}
 
 function renderSteps(count, current) {
   steps.replaceChildren(
