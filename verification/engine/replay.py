@@ -41,8 +41,6 @@ FLOOR_DB = 40.0
 ACTIVE_DB = 30.0
 # Frame lags tried when aligning (shifts or crops of 1-5 frames, with margin).
 MAX_LAG = 8
-# Lags tried on each side of the best envelope alignment (noise can move it by a frame).
-ENVELOPE_LAG_SLACK = 1
 # An alignment must overlap this share of the shorter utterance, with this many active cells.
 MIN_OVERLAP = 0.5
 MIN_ACTIVE_CELLS = 20
@@ -120,12 +118,6 @@ def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
     # (n_lags, n, bands): the frames of a facing each frame of b, per lag.
     windows = np.lib.stride_tricks.sliding_window_view(padded, n, axis=0)[: 2 * max_lag + 1]
     windows = windows.transpose(0, 2, 1)
-    # A shifted or cropped copy has the same loudness envelope as its original, so the lag is
-    # found on (n_lags, n) envelope sums and only lags next to it go through the (n_lags, n * 20)
-    # sorts below, the costliest part of a verification request. Takes of another utterance can
-    # only come out farther apart (fewer lags tried), never closer.
-    near = _envelope_lags(padded, y, n, max_lag, min(n_x, n))
-    windows = windows[near]
     present = windows != _MISSING
     overlap = present[:, :, 0].sum(axis=1)
     active = present & ((windows > _ACTIVE_LEVEL) | (y > _ACTIVE_LEVEL))
@@ -142,24 +134,6 @@ def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
     spread = np.where(kept, np.abs(diff - centre[:, None]), float(_IGNORED))
     spread.sort(axis=1)
     return float(_middle(spread, counts).min()) / LEVELS_PER_LN
-
-
-def _envelope_lags(
-    padded: np.ndarray, y: np.ndarray, n: int, max_lag: int, shorter: int
-) -> np.ndarray:
-    """Indices of the lags within ``ENVELOPE_LAG_SLACK`` of the lag whose loudness envelopes
-    differ least (mean absolute difference over the overlap, which must cover ``MIN_OVERLAP``)."""
-    present = padded[:, 0] != _MISSING
-    env = np.where(present, padded.sum(axis=1, dtype=np.int32), 0)
-    env_windows = np.lib.stride_tricks.sliding_window_view(env, n)[: 2 * max_lag + 1]
-    here = np.lib.stride_tricks.sliding_window_view(present, n)[: 2 * max_lag + 1]
-    env_y = y.sum(axis=1, dtype=np.int32)
-    overlap = here.sum(axis=1)
-    mismatch = np.where(here, np.abs(env_windows - env_y), 0).sum(axis=1) / np.maximum(overlap, 1)
-    mismatch[overlap < MIN_OVERLAP * shorter] = np.inf
-    best = int(np.argmin(mismatch))
-    lags = np.arange(env_windows.shape[0])
-    return lags[np.abs(lags - best) <= ENVELOPE_LAG_SLACK]
 
 
 def nearest(probe: np.ndarray, references: Iterable[np.ndarray]) -> float:
