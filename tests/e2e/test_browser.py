@@ -537,13 +537,15 @@ def test_page_resamples_when_the_context_does_not_run_at_16k(
 
     # Two resamplings (the 16 kHz stream to the context's rate, the take back to 16 kHz) and a
     # sub-sample offset are not bit-exact. Measured here at 44.1 kHz: median band-energy error
-    # 3.8 % and median |mel_bands| error 0.005 on speech frames; the bounds leave 2x room. A take
-    # that skipped resampling would be 2.76x too long and spectrally shifted.
+    # 3.8-4.6 % and median |mel_bands| error 0.003-0.005 on speech frames in quiet runs, once
+    # 11 % in a CI run (the fake microphone's audio callback is not real-time under load). The
+    # bounds sit well below what a wrong rate gives: a take that skipped resampling would be
+    # 2.76x too long (the frame count above) and its spectrum shifted by that factor.
     speech = ref_rms > PEAK_FACTOR * ref_rms.max()
     energy = np.expm1(ref_mel[speech])
     energy_error = np.abs(np.expm1(utt.mel_bands[speech].astype(np.float64)) - energy)
-    assert np.median(energy_error.sum(axis=1) / energy.sum(axis=1)) < 0.08
-    assert np.median(np.abs(utt.mel_bands[speech] - ref_mel[speech])) < 0.01
+    assert np.median(energy_error.sum(axis=1) / energy.sum(axis=1)) < 0.2
+    assert np.median(np.abs(utt.mel_bands[speech] - ref_mel[speech])) < 0.03
 
 
 def test_consent_and_recording_work_from_the_keyboard_alone(browser_page, microphone, db):
