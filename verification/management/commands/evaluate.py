@@ -19,9 +19,9 @@ from threadpoolctl import threadpool_limits
 
 from verification import engine
 from verification.engine import corpus, evaluation, metrics
+from verification.management.corpus_options import add_speaker_arguments, list_recordings
 
 from .train_ubm import DEFAULT_OUT as SHIPPED_UBM
-from .train_ubm import _speaker_list
 
 ROWS = (
     ("eer", "EER %"),
@@ -55,10 +55,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--trials", type=int, default=1000, help="trials per kind and K")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--speakers", type=_speaker_list, default=[], metavar="S1,S2,...")
-        parser.add_argument(
-            "--exclude-speakers", type=_speaker_list, default=[], metavar="S1,S2,..."
-        )
+        add_speaker_arguments(parser, verb="evaluate")
         parser.add_argument(
             "--json",
             nargs="?",
@@ -95,14 +92,7 @@ class Command(BaseCommand):
         except engine.ModelFormatError as exc:
             raise CommandError(f"{ubm_path}: {exc}") from exc
         folder: Path = options["corpus"]
-        try:
-            recordings = corpus.list_recordings(
-                folder,
-                speakers=options["speakers"] or None,
-                exclude_speakers=options["exclude_speakers"] or None,
-            )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        recordings = list_recordings(folder, options)
         speakers = sorted({r.speaker for r in recordings})
         seen = set(ubm.provenance.get("speakers", ())) & set(speakers)
         if ubm.provenance.get("corpus") == folder.resolve().name and seen:

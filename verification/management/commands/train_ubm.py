@@ -18,13 +18,10 @@ from threadpoolctl import threadpool_limits
 
 from verification import engine, features
 from verification.engine import corpus, train
+from verification.management.corpus_options import add_speaker_arguments, list_recordings
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "data" / "default_ubm.npz"
 MAX_SHIPPED_BYTES = 2 * 1024 * 1024
-
-
-def _speaker_list(value: str) -> list[str]:
-    return [s for s in (part.strip() for part in value.split(",")) if s]
 
 
 class Command(BaseCommand):
@@ -36,20 +33,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         defaults = train.TrainingParams()
         parser.add_argument("--corpus", type=Path, required=True, help="folder of WAV files")
-        parser.add_argument(
-            "--exclude-speakers",
-            type=_speaker_list,
-            default=[],
-            metavar="S1,S2,...",
-            help="speakers left out of training (comma-separated), e.g. to evaluate on them",
-        )
-        parser.add_argument(
-            "--speakers",
-            type=_speaker_list,
-            default=[],
-            metavar="S1,S2,...",
-            help="train on these speakers only (comma-separated)",
-        )
+        add_speaker_arguments(parser, verb="train on")
         parser.add_argument("--components", type=int, default=defaults.n_components)
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output .npz file")
@@ -106,14 +90,7 @@ class Command(BaseCommand):
             narrowband_augment=options["narrowband_augment"],
         )
         folder: Path = options["corpus"]
-        try:
-            recordings = corpus.list_recordings(
-                folder,
-                speakers=options["speakers"] or None,
-                exclude_speakers=options["exclude_speakers"] or None,
-            )
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        recordings = list_recordings(folder, options)
         speakers = sorted({r.speaker for r in recordings})
         if params.calibration_folds == 1 or params.calibration_folds > len(speakers):
             raise CommandError(
