@@ -28,7 +28,7 @@ Pure numpy, no Django, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -89,15 +89,72 @@ def unpack(raw: bytes) -> np.ndarray:
 
 
 _MISSING = np.int16(-1)  # padding: no frame at this lag
-_IGNORED = np.int16(32000)  # sorts after every real (absolute) difference
+# Added to inactive cells so that they sort after every real value (|values| <= 1024).
+_IGNORED = np.int16(30000)
+# Integer levels: ``level > _ACTIVE_LEVEL`` is ``level > _ACTIVE_INT`` (int16 compares stay int16).
+_ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
 
 
-def _middle(sorted_rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Medians of rows whose first ``counts`` entries (sorted) are the values: (n_rows,)."""
-    rows = np.arange(sorted_rows.shape[0])
-    lo = sorted_rows[rows, np.maximum(counts - 1, 0) // 2].astype(np.float64)
-    hi = sorted_rows[rows, counts // 2].astype(np.float64)
-    return (lo + hi) / 2
+def _row_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Twice the median of the first ``counts`` sorted entries of each row (the active ones;
+    inactive ones carry ``_IGNORED`` and sort last): (n_rows, m) int16 -> (n_rows,) int16."""
+    ordered = np.sort(values, axis=1)  # int16 rows sort fast (SIMD)
+    rows = np.arange(values.shape[0])
+    return ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
+
+
+def distances(
+    probe: np.ndarray, references: Sequence[np.ndarray], max_lag: int = MAX_LAG
+) -> np.ndarray:
+    """:func:`distance` from ``probe`` to each of ``references`` -> (n_references,) float64.
+
+    Every (reference, lag) pair in one vectorised pass of int16 arithmetic: the references are
+    laid on a common frame grid around the probe, and row ``r * n_lags + k`` of the windows holds
+    reference r's frames facing the probe's at lag ``k - max_lag``.
+    """
+    y = np.asarray(probe, dtype=np.int16)
+    n, bands = y.shape
+    out = np.full(len(references), np.inf)
+    lengths = np.array([np.shape(ref)[0] for ref in references], dtype=np.int64)
+    # Lengths more than 2 * max_lag apart are no copy shifted or cropped by up to max_lag.
+    keep = np.flatnonzero((lengths > 0) & (np.abs(lengths - n) <= 2 * max_lag))
+    if n == 0 or keep.size == 0:
+        return out
+    n_refs, n_lags = keep.size, 2 * max_lag + 1
+    padded = np.full((n_refs, n + 2 * max_lag, bands), _MISSING, dtype=np.int16)
+    for row, index in enumerate(keep):
+        frames = min(int(lengths[index]), n + max_lag)  # later frames face no probe frame
+        padded[row, max_lag : max_lag + frames] = np.asarray(references[index])[:frames]
+    views = np.lib.stride_tricks.as_strided(
+        padded,
+        shape=(n_refs, n_lags, n * bands),
+        strides=(padded.strides[0], padded.strides[1], padded.strides[2]),
+        writeable=False,
+    )
+    windows = np.ascontiguousarray(views).reshape(n_refs * n_lags, n * bands)
+    flat_y = y.reshape(-1)
+    active = (windows > _ACTIVE_INT) | ((flat_y > _ACTIVE_INT) & (windows != _MISSING))
+    counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
+    # Frames facing each other at each lag (the padding is known, so no need to count them).
+    lag = np.arange(n_lags)[None, :]
+    ref_len = lengths[keep][:, None]
+    overlap = np.minimum(lag + n, max_lag + ref_len) - np.maximum(lag, max_lag)
+    usable = (
+        (overlap >= MIN_OVERLAP * np.minimum(ref_len, n))
+        & (overlap > 0)
+        & (counts.reshape(n_refs, n_lags) >= MIN_ACTIVE_CELLS)
+    )
+    if not usable.any():
+        return out
+    ignored = np.multiply(~active, _IGNORED, dtype=np.int16)
+    diff = windows - flat_y
+    centre2 = _row_medians(diff + ignored, counts)  # 2 x the median difference
+    # 2 x |diff - median|: integers, so the robust spread is exact.
+    spread2 = np.abs(2 * diff - centre2[:, None]) + ignored
+    mad4 = _row_medians(spread2, counts).reshape(n_refs, n_lags)  # 4 x the spread
+    spread = np.where(usable, mad4 / (4 * LEVELS_PER_LN), np.inf)
+    out[keep] = spread.min(axis=1)
+    return out
 
 
 def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
@@ -105,44 +162,19 @@ def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
     comparable, or lengths too different for a copy shifted or cropped by up to ``max_lag``
     frames at each end).
 
-    a, b: fingerprints (n_a, 20) and (n_b, 20). Natural-log units of band energy. All lags are
-    evaluated at once: row k of the stacked arrays pairs ``b[j]`` with ``a[j + k - max_lag]``.
+    a, b: fingerprints (n_a, 20) and (n_b, 20). Natural-log units of band energy: over the
+    cells active in either, the median absolute deviation of the difference at that lag.
     """
-    x = np.asarray(a, dtype=np.int16)
-    y = np.asarray(b, dtype=np.int16)
-    n_x, n = x.shape[0], y.shape[0]
-    if min(n_x, n) == 0 or abs(n_x - n) > 2 * max_lag:
-        return np.inf
-    padded = np.full((max(n_x, n) + 2 * max_lag, x.shape[1]), _MISSING, dtype=np.int16)
-    padded[max_lag : max_lag + n_x] = x
-    # (n_lags, n, bands): the frames of a facing each frame of b, per lag.
-    windows = np.lib.stride_tricks.sliding_window_view(padded, n, axis=0)[: 2 * max_lag + 1]
-    windows = windows.transpose(0, 2, 1)
-    present = windows != _MISSING
-    overlap = present[:, :, 0].sum(axis=1)
-    active = present & ((windows > _ACTIVE_LEVEL) | (y > _ACTIVE_LEVEL))
-    counts = active.reshape(active.shape[0], -1).sum(axis=1)
-    usable = (overlap >= MIN_OVERLAP * min(n_x, n)) & (overlap > 0) & (counts >= MIN_ACTIVE_CELLS)
-    if not usable.any():
-        return np.inf
-    windows, active, counts = windows[usable], active[usable], counts[usable]
-    diff = np.where(active, windows - y, _IGNORED).reshape(windows.shape[0], -1)
-    diff.sort(axis=1)
-    centre = _middle(diff, counts)
-    # After the sort each row's first ``counts`` entries are its active cells.
-    kept = np.arange(diff.shape[1]) < counts[:, None]
-    spread = np.where(kept, np.abs(diff - centre[:, None]), float(_IGNORED))
-    spread.sort(axis=1)
-    return float(_middle(spread, counts).min()) / LEVELS_PER_LN
+    return float(distances(b, [a], max_lag)[0])
 
 
 def nearest(probe: np.ndarray, references: Iterable[np.ndarray]) -> float:
     """Distance of ``probe`` to the closest of ``references`` (inf when there are none)."""
-    return min((distance(probe, ref) for ref in references), default=np.inf)
+    return float(distances(probe, list(references)).min(initial=np.inf))
 
 
 def is_replay(
     probe: np.ndarray, references: Iterable[np.ndarray], threshold: float = REPLAY_DISTANCE
 ) -> bool:
     """Whether ``probe`` is a near-copy of any of ``references`` (all fingerprints)."""
-    return any(distance(probe, ref) < threshold for ref in references)
+    return bool((distances(probe, list(references)) < threshold).any())

@@ -97,9 +97,10 @@ def test_different_takes_of_one_digit_are_not_copies(corpus):
 def test_fingerprint_survives_a_gain_change(corpus):
     original = corpus.utterance(GENUINE, 4, 0)
     louder = np.log1p(np.expm1(original.mel_bands.astype(np.float64)) * 4.0)  # +6 dB
-    assert replay.distance(
-        replay.fingerprint(louder), replay.fingerprint(original.mel_bands)
-    ) < replay.REPLAY_DISTANCE
+    assert (
+        replay.distance(replay.fingerprint(louder), replay.fingerprint(original.mel_bands))
+        < replay.REPLAY_DISTANCE
+    )
 
 
 def test_fingerprint_round_trips_through_bytes(corpus):
@@ -113,6 +114,48 @@ def test_silence_fingerprint_is_all_floor_and_matches_nothing():
     silent = replay.fingerprint(np.zeros((30, 40)))
     assert not silent.any()
     assert replay.distance(silent, silent) == np.inf
+
+
+def _reference_distance(a: np.ndarray, b: np.ndarray, max_lag: int = replay.MAX_LAG) -> float:
+    """The definition of ``replay.distance``, one lag at a time with np.median (slow, plain)."""
+    a, b = a.astype(np.int64), b.astype(np.int64)
+    if min(len(a), len(b)) == 0 or abs(len(a) - len(b)) > 2 * max_lag:
+        return np.inf
+    best = np.inf
+    for lag in range(-max_lag, max_lag + 1):
+        j = np.arange(len(b))
+        j = j[(j + lag >= 0) & (j + lag < len(a))]  # b[j] faces a[j + lag]
+        if j.size == 0 or j.size < replay.MIN_OVERLAP * min(len(a), len(b)):
+            continue
+        x, y = a[j + lag], b[j]
+        active = (x > replay._ACTIVE_LEVEL) | (y > replay._ACTIVE_LEVEL)
+        if active.sum() < replay.MIN_ACTIVE_CELLS:
+            continue
+        d = (x - y)[active]
+        best = min(best, float(np.median(np.abs(d - np.median(d)))) / replay.LEVELS_PER_LN)
+    return best
+
+
+def test_batched_distances_equal_the_definition(corpus):
+    rng = np.random.default_rng(11)
+    takes = [
+        replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands)
+        for digit in (3, 7)
+        for i in range(4)
+    ]
+    copies = [replay.fingerprint(_tamper(corpus.utterance(GENUINE, 3, 0), how, rng).mel_bands)
+              for how in ATTACKS]  # fmt: skip
+    noise = [rng.integers(0, 256, size=(n, 20)).astype(np.uint8) for n in (1, 25, 40, 70)]
+    fingerprints = [*takes, *copies, *noise, np.zeros((0, 20), np.uint8)]
+    compared = 0
+    for probe in fingerprints:
+        expected = [_reference_distance(ref, probe) for ref in fingerprints]
+        got = replay.distances(probe, fingerprints)
+        np.testing.assert_array_equal(got, expected)
+        # Symmetric, so the service may put either side as the probe.
+        np.testing.assert_array_equal(got, [replay.distance(probe, ref) for ref in fingerprints])
+        compared += int(np.isfinite(got).sum())
+    assert compared > 100  # most pairs are comparable, not just refused as inf
 
 
 # --------------------------------------------------------------------------------------------------
