@@ -20,7 +20,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from verification import audit, engine, features, selectors
@@ -124,7 +124,12 @@ def _speaker_model_fit(
     *, user, status: selectors.EnrollmentStatus, extra: Sequence[features.Utterance] = ()
 ) -> _FittedModel | None:
     """Adapt a model from the user's stored enrollment utterances plus ``extra`` (not stored
-    yet); None while ``status`` is not ready. Pure computation: no write, no audit lock."""
+    yet); None while ``status`` is not ready. Pure computation: no write, no audit lock.
+
+    A model of the active background model that keeps its enrollment statistics is extended by
+    ``extra`` alone (``engine.enroll_more``, the same model as re-adapting from every stored
+    utterance); otherwise every stored utterance is read and the model re-adapted from scratch.
+    """
     if not status.ready:
         return None
     ubm_row = selectors.background_model_active()
@@ -133,6 +138,11 @@ def _speaker_model_fit(
             "No active background model: run `python manage.py install_default_ubm`."
         )
     ubm = selectors.background_model_engine(ubm_row)
+    total = sum(status.utterances_per_digit.values())
+    if extra and status.model is not None and status.model.background_model_id == ubm_row.pk:
+        previous = selectors.speaker_model_engine(status.model)
+        if previous.has_statistics and previous.ubm_version == ubm.version:
+            return _FittedModel(ubm_row, engine.enroll_more(ubm, previous, extra), total)
     rows = EnrollmentUtterance.objects.filter(user=user, purpose=UtterancePurpose.ENROLL)
     utterances = [row.to_utterance() for row in rows.order_by("created_at", "id")]
     utterances.extend(extra)
@@ -142,16 +152,24 @@ def _speaker_model_fit(
 def _speaker_model_save(
     *, user, fitted: _FittedModel, previous: SpeakerModel | None
 ) -> SpeakerModel:
-    speaker_model, _ = SpeakerModel.objects.update_or_create(
-        user=user,
-        defaults={
-            "background_model": fitted.ubm_row,
-            "blob": engine.dump_speaker_model(fitted.model),
-            "version": previous.version + 1 if previous else 1,
-            "utterance_count": fitted.utterance_count,
-            "trained_at": timezone.now(),
-        },
-    )
+    fields = {
+        "background_model": fitted.ubm_row,
+        "blob": engine.dump_speaker_model(fitted.model),
+        "version": previous.version + 1 if previous else 1,
+        "utterance_count": fitted.utterance_count,
+        "trained_at": timezone.now(),
+    }
+    if previous is None:
+        speaker_model = SpeakerModel.objects.create(user=user, **fields)
+    else:
+        # ``previous`` was read under the user's lock (``_lock_user``): update it in place.
+        speaker_model = previous
+        for name, value in fields.items():
+            setattr(speaker_model, name, value)
+        speaker_model.save(update_fields=list(fields))
+    # This worker's next request for the user (a verification, the next utterance) needs no
+    # fetch and parse of the blob just written.
+    selectors.speaker_model_cache_put(speaker_model, fitted.model)
     audit_event_create(
         kind=AuditEventKind.MODEL_TRAINED,
         user=user,
@@ -339,8 +357,12 @@ def _lockout_enabled() -> bool:
 
 
 def _lockout_for_update(user) -> VerificationLockout:
-    VerificationLockout.objects.get_or_create(user=user)
-    return VerificationLockout.objects.select_for_update().get(user=user)
+    """The user's lockout row, locked: one query once it exists (every scored attempt)."""
+    lockout = VerificationLockout.objects.select_for_update().filter(user=user).first()
+    if lockout is None:
+        VerificationLockout.objects.get_or_create(user=user)
+        lockout = VerificationLockout.objects.select_for_update().get(user=user)
+    return lockout
 
 
 def _lockout_gate(lockout: VerificationLockout, now) -> tuple[str, int | None] | None:
@@ -436,10 +458,8 @@ def _audit_append(model: type[AuditChained], **fields) -> AuditChained:
     return row
 
 
-@transaction.atomic
-def audit_event_create(
-    *, kind: str, user, actor=None, details: dict | None = None
-) -> AuditEvent:
+@transaction.atomic(savepoint=False)
+def audit_event_create(*, kind: str, user, actor=None, details: dict | None = None) -> AuditEvent:
     """Append one AuditEvent (small facts only: ids, counts, versions; never features)."""
     return _audit_append(AuditEvent, kind=kind, user=user, actor=actor, details=details or {})
 
@@ -466,7 +486,7 @@ def attempt_label_set(*, attempt: VerificationAttempt, truth: str, actor, note: 
 # Verification and its audit trail
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def verification_attempt_create(
     *,
     user,
@@ -572,9 +592,10 @@ def verification_score(
         if reason is None and not _response_matches_prompt(challenge, utterances):
             reason = Reason.WRONG_CONTENT
         if reason is None:
-            if _replay_detected(user=user, prompted=challenge.digit_list, utterances=utterances):
+            probes = [replay.fingerprint(utterance.mel_bands) for utterance in utterances]
+            if _replay_detected(user=user, prompted=challenge.digit_list, probes=probes):
                 reason = Reason.REPLAY
-            _replay_remember(user=user, prompted=challenge.digit_list, utterances=utterances)
+            _replay_remember(user=user, prompted=challenge.digit_list, probes=probes)
         if lockout is not None:
             _lockout_charge(lockout, now)
         if reason is not None:
@@ -660,18 +681,16 @@ def _stored_fingerprints(*, user, digits: list[int]) -> list[tuple[int, np.ndarr
     return [(digit, found[pk]) for pk, _, digit in rows if pk in found]
 
 
-def _replay_detected(
-    *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
-) -> bool:
-    """Whether any utterance is a near-copy of one the server holds of ``user`` saying its
-    prompted digit: a stored enrollment or test utterance, or a recent attempt (two queries)."""
+def _replay_detected(*, user, prompted: Sequence[int], probes: Sequence[np.ndarray]) -> bool:
+    """Whether any utterance (its fingerprint in ``probes``) is a near-copy of one the server
+    holds of ``user`` saying its prompted digit: a stored enrollment or test utterance, or a
+    recent attempt (two queries)."""
     references: dict[int, list[np.ndarray]] = {int(d): [] for d in prompted}
     for digit, fp in _stored_fingerprints(user=user, digits=list(references)):
         references[digit].append(fp)
-    recent = ReplayFingerprint.objects.filter(user=user, digit__in=references)
-    for fp_row in recent.only("fingerprint", "digit"):
-        references[fp_row.digit].append(replay.unpack(bytes(fp_row.fingerprint)))
-    probes = [replay.fingerprint(utterance.mel_bands) for utterance in utterances]
+    recent = ReplayFingerprint.objects.filter(user=user, digit__in=references).order_by()
+    for digit, raw in recent.values_list("digit", "fingerprint"):
+        references[digit].append(replay.unpack(bytes(raw)))
     # Copies inside one attempt count too: one recording must not answer two prompts.
     return any(
         replay.is_replay(probe, [*references[int(digit)], *probes[:i]])
@@ -679,25 +698,22 @@ def _replay_detected(
     )
 
 
-def _replay_remember(
-    *, user, prompted: Sequence[int], utterances: Sequence[features.Utterance]
-) -> None:
-    """Keep the fingerprints of a scored attempt; drop the oldest beyond the per-user cap."""
+def _replay_remember(*, user, prompted: Sequence[int], probes: Sequence[np.ndarray]) -> None:
+    """Keep the fingerprints of a scored attempt; drop the oldest beyond the per-user cap (one
+    INSERT and one DELETE)."""
     ReplayFingerprint.objects.bulk_create(
-        ReplayFingerprint(
-            user=user,
-            digit=digit,
-            fingerprint=replay.pack(replay.fingerprint(utterance.mel_bands)),
+        ReplayFingerprint(user=user, digit=digit, fingerprint=replay.pack(fp))
+        for digit, fp in zip(prompted, probes, strict=True)
+    )
+    # One statement, on every attempt: the ORM's delete() (collector, signals) cost 4x as much,
+    # and nothing depends on these rows.
+    table = connection.ops.quote_name(ReplayFingerprint._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(  # the table name is the model's; every value is a parameter
+            f"DELETE FROM {table} WHERE user_id = %s AND id NOT IN (SELECT id FROM {table} "  # noqa: S608
+            "WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT %s)",
+            [user.pk, user.pk, REPLAY_RECENT_FINGERPRINTS],
         )
-        for digit, utterance in zip(prompted, utterances, strict=True)
-    )
-    stale = list(
-        ReplayFingerprint.objects.filter(user=user)
-        .order_by("-created_at", "-id")
-        .values_list("pk", flat=True)[REPLAY_RECENT_FINGERPRINTS:]
-    )
-    if stale:
-        ReplayFingerprint.objects.filter(pk__in=stale).delete()
 
 
 @transaction.atomic
