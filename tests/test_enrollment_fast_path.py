@@ -2,6 +2,7 @@
 and verification reads speaker models through a per-process cache: both must give exactly the
 models stored in the database, and the cache must never outlive a retrain or a delete."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -46,17 +47,49 @@ def _means(user) -> np.ndarray:
     return engine.load_speaker_model(bytes(SpeakerModel.objects.get(user=user).blob)).means
 
 
-def test_train_adapts_the_same_model_a_retrain_from_stored_utterances_gives(
+def _model(user) -> engine.SpeakerModel:
+    return engine.load_speaker_model(bytes(SpeakerModel.objects.get(user=user).blob))
+
+
+def test_train_adapts_the_same_model_a_retrain_from_stored_utterances_gives(alice, ubm, recordings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    # Each further utterance extends the stored model from its kept statistics (enroll_more).
+    for utterance in recordings[30:34]:
+        services.voiceprint_train(user=alice, utterances=[utterance])
+    incremental = _model(alice)
+
+    services.speaker_model_train(user=alice)  # re-adapts from all 34 stored utterances
+    retrained = _model(alice)
+
+    assert SpeakerModel.objects.get(user=alice).version == 6
+    assert incremental.n_utterances == retrained.n_utterances == 34
+    # The same sums in another order: equal to rounding.
+    np.testing.assert_allclose(incremental.means, retrained.means, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(incremental.stat_counts, retrained.stat_counts, rtol=1e-12)
+    np.testing.assert_allclose(incremental.znorm_mean, retrained.znorm_mean, atol=1e-10)
+    np.testing.assert_allclose(incremental.znorm_std, retrained.znorm_std, atol=1e-10)
+    assert np.array_equal(incremental.template_frames, retrained.template_frames)
+    assert np.array_equal(incremental.template_digits, retrained.template_digits)
+
+
+def test_a_model_without_kept_statistics_is_re_adapted_from_every_stored_utterance(
     alice, ubm, recordings
 ):
     services.voiceprint_train(user=alice, utterances=recordings[:30])
+    row = SpeakerModel.objects.get(user=alice)
+    old = dataclasses.replace(
+        _model(alice), stat_counts=np.zeros(0), stat_first=np.zeros(0)
+    )  # as written before the statistics were kept
+    row.blob = engine.dump_speaker_model(old)
+    row.save(update_fields=["blob"])
+
     services.voiceprint_train(user=alice, utterances=recordings[30:31])
-    trained = _means(alice)
 
-    services.speaker_model_train(user=alice)
-
-    assert SpeakerModel.objects.get(user=alice).version == 3
-    assert np.array_equal(trained, _means(alice))
+    model = _model(alice)
+    assert model.has_statistics
+    assert model.n_utterances == 31
+    expected = engine.enroll(selectors.background_model_engine(ubm), recordings[:31])
+    np.testing.assert_allclose(model.means, expected.means, rtol=0, atol=1e-12)
 
 
 def test_train_below_the_minimum_stores_and_audits_without_a_model(alice, ubm, recordings):

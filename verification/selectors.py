@@ -72,11 +72,23 @@ _speaker_cache: OrderedDict[tuple, engine.SpeakerModel] = OrderedDict()
 _speaker_cache_lock = threading.Lock()
 
 
+def _speaker_cache_key(row: SpeakerModel) -> tuple:
+    # Every retraining bumps ``version`` and ``trained_at``, and a re-enrollment after a delete
+    # is a new row, so the key changes whenever the blob does.
+    return (row.pk, row.version, row.trained_at, row.background_model_id)
+
+
+def speaker_model_cache_put(row: SpeakerModel, model: engine.SpeakerModel) -> None:
+    """Remember the engine object of a row just written (its blob is ``dump(model)``)."""
+    with _speaker_cache_lock:
+        _speaker_cache[_speaker_cache_key(row)] = model
+        while len(_speaker_cache) > _SPEAKER_CACHE_SIZE:
+            _speaker_cache.popitem(last=False)
+
+
 def speaker_model_engine(row: SpeakerModel) -> engine.SpeakerModel:
-    """The engine object of a speaker model row (cached per process). Every retraining bumps
-    ``version`` and ``trained_at``, and a re-enrollment after a delete is a new row, so the key
-    changes whenever the blob does."""
-    key = (row.pk, row.version, row.trained_at, row.background_model_id)
+    """The engine object of a speaker model row (cached per process)."""
+    key = _speaker_cache_key(row)
     with _speaker_cache_lock:
         cached = _speaker_cache.get(key)
         if cached is not None:
@@ -87,10 +99,7 @@ def speaker_model_engine(row: SpeakerModel) -> engine.SpeakerModel:
     else:
         blob = row.blob
     model = engine.load_speaker_model(bytes(blob))
-    with _speaker_cache_lock:
-        _speaker_cache[key] = model
-        while len(_speaker_cache) > _SPEAKER_CACHE_SIZE:
-            _speaker_cache.popitem(last=False)
+    speaker_model_cache_put(row, model)
     return model
 
 

@@ -13,6 +13,7 @@ from .model import (
     SpeakerModel,
     Verdict,
     enroll,
+    enroll_more,
     score,
     verify,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "dump_background_model",
     "dump_speaker_model",
     "enroll",
+    "enroll_more",
     "load_background_model",
     "load_speaker_model",
     "score",

@@ -82,6 +82,10 @@ def _empty_lengths() -> np.ndarray:
     return np.zeros(0, dtype=np.int64)
 
 
+def _no_statistics() -> np.ndarray:
+    return np.zeros(0, dtype=np.float64)
+
+
 @dataclass(frozen=True, eq=False)
 class BackgroundModel:
     """A universal background model: diagonal GMM + calibrated threshold + impostor cohort.
@@ -119,7 +123,10 @@ class SpeakerModel:
     """One user's voiceprint: MAP-adapted means plus per-digit enrolment templates.
 
     means (n_components, n_dims) float64; template_frames (n_template_frames, dtw_dims) float32
-    split by template_lengths (k,) into templates labelled template_digits (k,).
+    split by template_lengths (k,) into templates labelled template_digits (k,). stat_counts
+    (n_components,) and stat_first (n_components, n_dims): the Baum-Welch statistics of every
+    enrolment frame, so that :func:`enroll_more` adds utterances without the earlier ones (empty
+    in models written before they were kept).
     """
 
     means: np.ndarray
@@ -130,10 +137,16 @@ class SpeakerModel:
     template_digits: np.ndarray
     znorm_mean: float = 0.0
     znorm_std: float = 1.0
+    stat_counts: np.ndarray = field(default_factory=_no_statistics)
+    stat_first: np.ndarray = field(default_factory=_no_statistics)
 
     @property
     def digits(self) -> list[int]:
         return sorted({int(d) for d in self.template_digits})
+
+    @property
+    def has_statistics(self) -> bool:
+        return self.stat_counts.size > 0
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,47 @@ def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
     return segment_means(llr, ubm.cohort_lengths)
 
 
+def _enrolment_cepstra(
+    ubm: BackgroundModel, utterances: Sequence[features.Utterance]
+) -> list[tuple[np.ndarray, int]]:
+    """[(cepstra, digit)] of the utterances holding enough speech to enrol."""
+    kept = [(cepstra(ubm, u), u.digit) for u in utterances]
+    if any(d is None for _, d in kept):
+        raise ValueError("every enrolment utterance needs its prompted digit")
+    return [(c, int(d)) for c, d in kept if c.shape[0] >= ubm.config.min_frames]
+
+
+def _adapted(
+    ubm: BackgroundModel,
+    counts: np.ndarray,
+    first: np.ndarray,
+    templates: list[np.ndarray],
+    digits: list[int],
+) -> SpeakerModel:
+    """The speaker model of enrolment statistics and templates: MAP means, z-norm statistics."""
+    means = map_adapt_means(ubm.means, counts, first, ubm.config.relevance)
+    zmean, zstd = 0.0, 1.0
+    if ubm.config.znorm and ubm.cohort_lengths.size:
+        zmean, zstd = znorm_statistics(_cohort_scores(ubm, means))
+    return SpeakerModel(
+        means=means,
+        ubm_version=ubm.version,
+        n_utterances=len(templates),
+        template_frames=np.concatenate(templates),
+        template_lengths=np.array([t.shape[0] for t in templates], dtype=np.int64),
+        template_digits=np.array(digits, dtype=np.int64),
+        znorm_mean=zmean,
+        znorm_std=zstd,
+        stat_counts=counts,
+        stat_first=first,
+    )
+
+
+def _statistics(ubm: BackgroundModel, kept: list[tuple[np.ndarray, int]]):
+    X = np.concatenate([c for c, _ in kept]).astype(np.float64)
+    return sufficient_statistics(X, ubm.weights, ubm.means, ubm.variances)
+
+
 def enroll(ubm: BackgroundModel, utterances: Sequence[features.Utterance]) -> SpeakerModel:
     """MAP-adapt the UBM means to a user's enrolment utterances; keep per-digit templates.
 
@@ -205,30 +259,34 @@ def enroll(ubm: BackgroundModel, utterances: Sequence[features.Utterance]) -> Sp
     _check_ubm(ubm)
     if not utterances:
         raise ValueError("enrolment needs at least one utterance")
-    ceps = [cepstra(ubm, u) for u in utterances]
-    kept = [(c, u.digit) for c, u in zip(ceps, utterances, strict=True)]
-    if any(d is None for _, d in kept):
-        raise ValueError("every enrolment utterance needs its prompted digit")
-    kept = [(c, d) for c, d in kept if c.shape[0] >= ubm.config.min_frames]
+    kept = _enrolment_cepstra(ubm, utterances)
     if not kept:
         raise ValueError("no enrolment utterance holds enough speech")
-    X = np.concatenate([c for c, _ in kept]).astype(np.float64)
-    counts, first = sufficient_statistics(X, ubm.weights, ubm.means, ubm.variances)
-    means = map_adapt_means(ubm.means, counts, first, ubm.config.relevance)
+    counts, first = _statistics(ubm, kept)
     templates = [_template(c, ubm.config) for c, _ in kept]
-    zmean, zstd = 0.0, 1.0
-    if ubm.config.znorm and ubm.cohort_lengths.size:
-        zmean, zstd = znorm_statistics(_cohort_scores(ubm, means))
-    return SpeakerModel(
-        means=means,
-        ubm_version=ubm.version,
-        n_utterances=len(kept),
-        template_frames=np.concatenate(templates),
-        template_lengths=np.array([t.shape[0] for t in templates], dtype=np.int64),
-        template_digits=np.array([d for _, d in kept], dtype=np.int64),
-        znorm_mean=zmean,
-        znorm_std=zstd,
-    )
+    return _adapted(ubm, counts, first, templates, [d for _, d in kept])
+
+
+def enroll_more(
+    ubm: BackgroundModel, model: SpeakerModel, utterances: Sequence[features.Utterance]
+) -> SpeakerModel:
+    """``enroll(ubm, earlier + utterances)`` for a ``model`` enrolled on ``earlier``, computed
+    from the model's kept statistics: the cost of the new utterances only, not of all of them.
+
+    Raises ValueError for a model without statistics (re-enrol it from all its utterances).
+    """
+    _check_pair(ubm, model)
+    if not model.has_statistics:
+        raise ValueError("this speaker model keeps no enrolment statistics: re-enrol it")
+    kept = _enrolment_cepstra(ubm, utterances)
+    counts, first = model.stat_counts, model.stat_first
+    if kept:
+        new_counts, new_first = _statistics(ubm, kept)
+        counts, first = counts + new_counts, first + new_first
+    templates = [*split_segments(model.template_frames, model.template_lengths)]
+    templates += [_template(c, ubm.config) for c, _ in kept]
+    digits = [*model.template_digits.tolist(), *(d for _, d in kept)]
+    return _adapted(ubm, counts, first, templates, digits)
 
 
 def _template_distances(

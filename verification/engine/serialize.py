@@ -37,7 +37,9 @@ def _save(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def _open(data: bytes, kind: str, expected: set[str]) -> dict[str, np.ndarray]:
+def _open(
+    data: bytes, kind: str, expected: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray]:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ModelFormatError(f"expected model bytes, got {type(data).__name__}")
     try:
@@ -61,7 +63,7 @@ def _open(data: bytes, kind: str, expected: set[str]) -> dict[str, np.ndarray]:
             f"model format version {version} is not supported (this engine reads {FORMAT_VERSION})"
         )
     names = set(arrays) - meta
-    if names != expected:
+    if not expected <= names <= expected | optional:
         raise ModelFormatError(
             f"model blob fields {sorted(names)} differ from the expected {sorted(expected)}"
         )
@@ -201,6 +203,8 @@ _SPEAKER_FIELDS = {
     "means", "ubm_version", "n_utterances", "template_frames", "template_lengths",
     "template_digits", "znorm_mean", "znorm_std",
 }  # fmt: skip
+# Enrolment statistics (``SpeakerModel.stat_*``): absent from models written before they were kept.
+_SPEAKER_STATISTICS = frozenset({"stat_counts", "stat_first"})
 
 
 def dump_speaker_model(model: SpeakerModel) -> bytes:
@@ -217,14 +221,33 @@ def dump_speaker_model(model: SpeakerModel) -> bytes:
             "template_digits": np.asarray(model.template_digits, dtype=np.int64),
             "znorm_mean": np.array(model.znorm_mean, dtype=np.float64),
             "znorm_std": np.array(model.znorm_std, dtype=np.float64),
+            **(
+                {
+                    "stat_counts": np.asarray(model.stat_counts, dtype=np.float64),
+                    "stat_first": np.asarray(model.stat_first, dtype=np.float64),
+                }
+                if model.has_statistics
+                else {}
+            ),
         }
     )
 
 
 def load_speaker_model(data: bytes) -> SpeakerModel:
     """npz bytes -> SpeakerModel, or ModelFormatError saying what is wrong."""
-    a = _open(data, KIND_SPEAKER, _SPEAKER_FIELDS)
+    a = _open(data, KIND_SPEAKER, _SPEAKER_FIELDS, _SPEAKER_STATISTICS)
     means = _floats(a, "means", (None, None), np.float64)
+    statistics = {}
+    if a.keys() >= _SPEAKER_STATISTICS:
+        counts = _floats(a, "stat_counts", (means.shape[0],), np.float64)
+        if np.any(counts < 0):
+            raise ModelFormatError("stat_counts must not be negative")
+        statistics = {
+            "stat_counts": counts,
+            "stat_first": _floats(a, "stat_first", means.shape, np.float64),
+        }
+    elif _SPEAKER_STATISTICS & a.keys():
+        raise ModelFormatError("a speaker model keeps both stat_counts and stat_first, or neither")
     lengths = _ints(a, "template_lengths")
     digits = _ints(a, "template_digits", lengths.shape[0])
     if lengths.size == 0 or np.any(lengths <= 0):
@@ -243,4 +266,5 @@ def load_speaker_model(data: bytes) -> SpeakerModel:
         template_digits=digits,
         znorm_mean=_float(a, "znorm_mean"),
         znorm_std=std,
+        **statistics,
     )

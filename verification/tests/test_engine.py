@@ -1,5 +1,6 @@
 """Unit tests of the engine's numeric functions on synthetic arrays (no corpus, no Django)."""
 
+import dataclasses
 import io
 import pickle  # noqa: S403 - only to build the hostile payloads that must be refused
 
@@ -201,6 +202,49 @@ def test_speaker_model_round_trip():
         np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
     assert (loaded.ubm_version, loaded.n_utterances) == ("test-ubm", 3)
     assert (loaded.znorm_mean, loaded.znorm_std) == (0.5, 1.5)
+
+
+def test_speaker_model_round_trip_keeps_the_enrolment_statistics():
+    rng = np.random.default_rng(7)
+    model = dataclasses.replace(
+        small_speaker_model(rng),
+        stat_counts=rng.uniform(0, 5, size=4),
+        stat_first=rng.normal(size=(4, 40)),
+    )
+    loaded = load_speaker_model(dump_speaker_model(model))
+    np.testing.assert_array_equal(loaded.stat_counts, model.stat_counts)
+    np.testing.assert_array_equal(loaded.stat_first, model.stat_first)
+    # Models written before the statistics were kept still load, without them.
+    assert not load_speaker_model(dump_speaker_model(small_speaker_model(rng))).has_statistics
+
+
+def _speaker_arrays(model) -> dict:
+    with np.load(io.BytesIO(dump_speaker_model(model)), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stat_first": None}, "both stat_counts and stat_first, or neither"),
+        ({"stat_counts": -np.ones(4)}, "must not be negative"),
+        ({"stat_counts": np.ones(3)}, "stat_counts: expected shape"),
+        ({"stat_first": np.full((4, 40), np.nan)}, "NaN or infinity"),
+    ],
+)
+def test_inconsistent_enrolment_statistics_are_refused(change, message):
+    rng = np.random.default_rng(8)
+    model = dataclasses.replace(
+        small_speaker_model(rng), stat_counts=np.ones(4), stat_first=np.zeros((4, 40))
+    )
+    arrays = _speaker_arrays(model)
+    for name, value in change.items():
+        if value is None:
+            del arrays[name]
+        else:
+            arrays[name] = value
+    with pytest.raises(ModelFormatError, match=message):
+        load_speaker_model(npz_bytes(**arrays))
 
 
 def npz_bytes(**arrays):

@@ -168,6 +168,37 @@ def test_enroll_adapts_means_and_keeps_a_template_per_utterance(shipped_ubm, fsd
     assert model.znorm_std > 0
 
 
+def test_enroll_more_gives_the_model_of_enrolling_everything_at_once(shipped_ubm, fsdd):
+    recs, utts, split = _george(fsdd)
+    ids = evaluation.label_ids(recs)
+    enrolment = [
+        features.Utterance(utts[p].mel_bands, utts[p].rms, ids[recs[p].label])
+        for p in split.enroll["george"]
+    ]
+    first, more = enrolment[:20], enrolment[20:]
+    everything = engine.enroll(shipped_ubm, enrolment)
+
+    step = engine.enroll(shipped_ubm, first)
+    for utterance in more:
+        step = engine.enroll_more(shipped_ubm, step, [utterance])
+
+    np.testing.assert_allclose(step.means, everything.means, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(step.stat_first, everything.stat_first, rtol=1e-10)
+    assert step.znorm_mean == pytest.approx(everything.znorm_mean, abs=1e-10)
+    assert step.znorm_std == pytest.approx(everything.znorm_std, abs=1e-10)
+    assert np.array_equal(step.template_frames, everything.template_frames)
+    assert np.array_equal(step.template_digits, everything.template_digits)
+    assert step.n_utterances == everything.n_utterances == len(enrolment)
+
+
+def test_enroll_more_refuses_a_model_without_statistics(shipped_ubm, fsdd):
+    recs, utts, split = _george(fsdd)
+    model = evaluation.enroll_speakers(shipped_ubm, recs, utts, split, ["george"])["george"]
+    old = dataclasses.replace(model, stat_counts=np.zeros(0), stat_first=np.zeros(0))
+    with pytest.raises(ValueError, match="re-enrol"):
+        engine.enroll_more(shipped_ubm, old, [utts[0]])
+
+
 def _attempt(utts, split, speaker, digits, pick=0):
     return [
         features.Utterance(utts[split.test[speaker][d][pick]].mel_bands,
