@@ -76,7 +76,6 @@ class ConsentGiveSerializer(serializers.Serializer):
         return value
 
 
-
 def _error(description: str) -> OpenApiResponse:
     from verification.serializers import ErrorSerializer  # the API's one error shape
 

@@ -128,18 +128,26 @@ def main() -> None:
             recent[user].append((label, pos))
 
     n_utts = attempts_tried * args.k
-    print(f"corpus {args.corpus} ({len(recordings)} files, {len(split.enroll)} speakers), "
-          f"K={args.k}, seed {args.seed}, REPLAY_DISTANCE {replay.REPLAY_DISTANCE}")
+    print(
+        f"corpus {args.corpus} ({len(recordings)} files, {len(split.enroll)} speakers), "
+        f"K={args.k}, seed {args.seed}, REPLAY_DISTANCE {replay.REPLAY_DISTANCE}"
+    )
     print(f"genuine trials: {n_genuine}; reused recordings skipped: {reused} comparisons")
-    print(f"genuine trials flagged as replay: {flagged} ({100 * flagged / n_genuine:.2f} %), "
-          f"of which byte-identical corpus duplicates: {flagged_duplicates}")
+    print(
+        f"genuine trials flagged as replay: {flagged} ({100 * flagged / n_genuine:.2f} %), "
+        f"of which byte-identical corpus duplicates: {flagged_duplicates}"
+    )
     if accepted is not None:
-        print(f"engine accepts {n_accepted}/{n_genuine} genuine trials "
-              f"(FRR {100 * (1 - n_accepted / n_genuine):.2f} %); replay check would reject "
-              f"{flagged_accepted} of them: FRR +{100 * flagged_accepted / n_genuine:.2f} points")
+        print(
+            f"engine accepts {n_accepted}/{n_genuine} genuine trials "
+            f"(FRR {100 * (1 - n_accepted / n_genuine):.2f} %); replay check would reject "
+            f"{flagged_accepted} of them: FRR +{100 * flagged_accepted / n_genuine:.2f} points"
+        )
     for name, count in caught.items():
-        print(f"replayed utterances caught ({name}): {count}/{n_utts} "
-              f"({100 * count / max(n_utts, 1):.1f} %)")
+        print(
+            f"replayed utterances caught ({name}): {count}/{n_utts} "
+            f"({100 * count / max(n_utts, 1):.1f} %)"
+        )
     print(f"{time.perf_counter() - started:.1f} s")
 
 

@@ -87,15 +87,19 @@ def _shoot(base: str, args) -> None:
         # Resource failures are checked by URL below (a missing favicon is no failure).
         page.on(
             "console",
-            lambda m: m.type == "error"
-            and not m.text.startswith("Failed to load resource")
-            and errors.append(m.text),
+            lambda m: (
+                m.type == "error"
+                and not m.text.startswith("Failed to load resource")
+                and errors.append(m.text)
+            ),
         )
         page.on(
             "response",
-            lambda r: r.status >= 400
-            and not r.url.endswith("/favicon.ico")
-            and errors.append(f"{r.status} {r.url}"),
+            lambda r: (
+                r.status >= 400
+                and not r.url.endswith("/favicon.ico")
+                and errors.append(f"{r.status} {r.url}")
+            ),
         )
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{base}/admin/login/?next=/admin/verification/verificationattempt/dashboard/")

@@ -148,9 +148,7 @@ def microphone(corpus_dir) -> FakeMicrophone:
 def browser_page(chromium, live_server, microphone):
     """A fresh browser context on the live server with the fake microphone; fails the test on
     any uncaught page error or console error."""
-    context = chromium.new_context(
-        base_url=live_server.url, viewport={"width": 860, "height": 640}
-    )
+    context = chromium.new_context(base_url=live_server.url, viewport={"width": 860, "height": 640})
     context.add_init_script(path=str(FAKE_MICROPHONE))
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -158,9 +156,11 @@ def browser_page(chromium, live_server, microphone):
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
     page.on(
         "console",
-        lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-        if msg.type == "error" and not _expected_console_error(msg.text)
-        else None,
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" and not _expected_console_error(msg.text)
+            else None
+        ),
     )
     page.route(re.compile(r".*/__e2e__/audio\?.*"), microphone.handle)
     page.problems = problems

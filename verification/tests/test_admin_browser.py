@@ -63,9 +63,11 @@ def test_dashboard_draws_every_chart_under_the_csp(live_server):
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.on(
             "console",
-            lambda m: m.type == "error"
-            and "favicon" not in (m.location or {}).get("url", "")
-            and problems.append(m.text),
+            lambda m: (
+                m.type == "error"
+                and "favicon" not in (m.location or {}).get("url", "")
+                and problems.append(m.text)
+            ),
         )
         page.goto(f"{live_server.url}/admin/login/?next={DASHBOARD}")
         page.fill("#id_username", "sam")

@@ -48,8 +48,10 @@ def models(corpus):
 def _payload(mel: np.ndarray, rms: np.ndarray) -> dict:
     """JSON lists exactly as a client would send them (NaN/inf become JSON's NaN/Infinity)."""
     return {
-        **{k: features.CONTRACT[k] for k in ("feature_version", "sample_rate", "frame_length",
-                                              "hop_length", "window")},
+        **{
+            k: features.CONTRACT[k]
+            for k in ("feature_version", "sample_rate", "frame_length", "hop_length", "window")
+        },
         "mel_bands": mel.tolist(),
         "rms": rms.tolist(),
         "digit": 3,

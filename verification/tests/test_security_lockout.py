@@ -141,13 +141,17 @@ def test_locked_out_attempts_are_not_charged(enrolled_alice, corpus):
 def test_every_kind_of_failure_counts(enrolled_alice, corpus):
     """A foreign, unknown, wrong-length or replayed answer is a failure like a wrong voice."""
     services.verification_score(
-        user=enrolled_alice, challenge_id="x" * 43, utterances=corpus.answer(GENUINE, "1"),
+        user=enrolled_alice,
+        challenge_id="x" * 43,
+        utterances=corpus.answer(GENUINE, "1"),
         client=CLIENT,
     )
     challenge = services.challenge_create(user=enrolled_alice)
     services.verification_score(
-        user=enrolled_alice, challenge_id=challenge.nonce,
-        utterances=corpus.answer(GENUINE, "12"), client=CLIENT,
+        user=enrolled_alice,
+        challenge_id=challenge.nonce,
+        utterances=corpus.answer(GENUINE, "12"),
+        client=CLIENT,
     )
     assert _lockout(enrolled_alice).consecutive_failures == 2
 
@@ -212,14 +216,10 @@ def test_password_login_works_while_the_voice_factor_is_disabled(
     settings.VERIFICATION_LOCKOUT_DISABLE_AFTER = 2
     _wrong(enrolled_alice, corpus, 2)
     assert _lockout(enrolled_alice).disabled_at is not None
-    response = client.post(
-        reverse("login"), {"username": "alice", "password": PASSWORD}
-    )
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302
     assert client.get(reverse("profile")).status_code == 200
-    token = client.post(
-        reverse("api-token"), {"username": "alice", "password": PASSWORD}
-    )
+    token = client.post(reverse("api-token"), {"username": "alice", "password": PASSWORD})
     assert token.status_code == 200
     assert token.json()["token"]
 

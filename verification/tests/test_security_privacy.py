@@ -227,8 +227,12 @@ def test_features_never_reach_the_logs_at_debug_level(alice, ubm, corpus, caplog
             utterance_payload(_distinctive(corpus.utterance(GENUINE, d, 0), float(MARKS[0])))
             for d in range(10)
         ]
-        assert client.post(reverse("voiceprint-train"), {"utterances": enrollment},
-                           format="json").status_code == 201
+        assert (
+            client.post(
+                reverse("voiceprint-train"), {"utterances": enrollment}, format="json"
+            ).status_code
+            == 201
+        )
         held_out = utterance_payload(_distinctive(corpus.utterance(GENUINE, 5, 30), 4.1313131))
         assert client.post(reverse("voiceprint-test"), held_out, format="json").status_code == 201
         nonce = client.post(reverse("challenge-list")).json()["id"]
@@ -237,8 +241,9 @@ def test_features_never_reach_the_logs_at_debug_level(alice, ubm, corpus, caplog
             utterance_payload(_distinctive(u, float(MARKS[2])))
             for u in corpus.answer(GENUINE, DIGITS)
         ]
-        score = client.post(reverse("voiceprint-score"), {"challenge": nonce, "utterances": answer},
-                            format="json")
+        score = client.post(
+            reverse("voiceprint-score"), {"challenge": nonce, "utterances": answer}, format="json"
+        )
         assert score.status_code == 200
         bad = {**held_out, "rms": [float(MARKS[3])] * len(held_out["rms"])}
         assert client.post(reverse("voiceprint-test"), bad, format="json").status_code == 400
