@@ -92,6 +92,20 @@ def test_a_model_without_kept_statistics_is_re_adapted_from_every_stored_utteran
     np.testing.assert_allclose(model.means, expected.means, rtol=0, atol=1e-12)
 
 
+def test_utterances_stored_while_not_ready_are_in_the_next_model(alice, ubm, recordings, settings):
+    services.voiceprint_train(user=alice, utterances=recordings[:30])
+    settings.VERIFICATION_MIN_UTTERANCES_PER_DIGIT = 5  # raised: not ready any more
+    assert services.voiceprint_train(user=alice, utterances=recordings[30:31]) is None
+    settings.VERIFICATION_MIN_UTTERANCES_PER_DIGIT = 3
+
+    services.voiceprint_train(user=alice, utterances=recordings[31:32])
+
+    model = _model(alice)
+    assert model.n_utterances == 32
+    expected = engine.enroll(selectors.background_model_engine(ubm), recordings[:32])
+    np.testing.assert_allclose(model.means, expected.means, rtol=0, atol=1e-12)
+
+
 def test_train_below_the_minimum_stores_and_audits_without_a_model(alice, ubm, recordings):
     result = services.voiceprint_train(user=alice, utterances=recordings[:29])
 
