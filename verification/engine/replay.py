@@ -95,22 +95,48 @@ _IGNORED = np.int16(30000)
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
 
 
-def _row_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Twice the median of the first ``counts`` sorted entries of each row (the active ones;
-    inactive ones carry ``_IGNORED`` and sort last): (n_rows, m) int16 -> (n_rows,) int16."""
-    ordered = np.sort(values, axis=1)  # int16 rows sort fast (SIMD)
+def _sorted_rows(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted (inactive entries carry ``_IGNORED``, so the ``counts`` active ones come
+    first; int16 rows sort fast) and twice each row's median: -> (sorted, (n_rows,) int16)."""
+    ordered = np.sort(values, axis=1)
     rows = np.arange(values.shape[0])
-    return ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
+    return ordered, ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
+
+
+def _may_be_below(
+    values: np.ndarray, counts: np.ndarray, centre2: np.ndarray, cutoff: float
+) -> np.ndarray:
+    """Rows whose robust spread may be below ``cutoff``: (n_rows,) bool, never False for one
+    that is (a necessary condition, cheaper than the spread itself).
+
+    The spread is (s_lo + s_hi) / (4 * LEVELS_PER_LN) for the two middle values of the integers
+    s = |2 d - centre2|, so below the cutoff s_lo <= half := ceil(2 * LEVELS_PER_LN * cutoff) - 1:
+    at least (counts + 1) // 2 active differences d lie in [(centre2 - half) / 2,
+    (centre2 + half) / 2]. ``values``: the differences, inactive ones raised by ``_IGNORED``.
+    """
+    half = int(np.ceil(2 * LEVELS_PER_LN * cutoff)) - 1
+    if half < 0:
+        return np.zeros(values.shape[0], dtype=bool)
+    c2 = centre2.astype(np.int32)
+    low = (-((half - c2) // 2)).astype(np.int16)[:, None]  # ceil((centre2 - half) / 2)
+    high = ((c2 + half) // 2).astype(np.int16)[:, None]
+    inside = ((values >= low) & (values <= high)).view(np.uint8).sum(axis=1, dtype=np.int32)
+    return inside >= (counts + 1) // 2
 
 
 def distances(
-    probe: np.ndarray, references: Sequence[np.ndarray], max_lag: int = MAX_LAG
+    probe: np.ndarray,
+    references: Sequence[np.ndarray],
+    max_lag: int = MAX_LAG,
+    cutoff: float | None = None,
 ) -> np.ndarray:
     """:func:`distance` from ``probe`` to each of ``references`` -> (n_references,) float64.
 
     Every (reference, lag) pair in one vectorised pass of int16 arithmetic: the references are
     laid on a common frame grid around the probe, and row ``r * n_lags + k`` of the windows holds
-    reference r's frames facing the probe's at lag ``k - max_lag``.
+    reference r's frames facing the probe's at lag ``k - max_lag``. With ``cutoff``, distances
+    below it are exact and the others may come back as inf (only "not below" is established),
+    which skips most of the work when nothing is close.
     """
     y = np.asarray(probe, dtype=np.int16)
     n, bands = y.shape
@@ -143,17 +169,22 @@ def distances(
         (overlap >= MIN_OVERLAP * np.minimum(ref_len, n))
         & (overlap > 0)
         & (counts.reshape(n_refs, n_lags) >= MIN_ACTIVE_CELLS)
-    )
-    if not usable.any():
-        return out
+    ).ravel()
     ignored = np.multiply(~active, _IGNORED, dtype=np.int16)
     diff = windows - flat_y
-    centre2 = _row_medians(diff + ignored, counts)  # 2 x the median difference
+    values = diff + ignored
+    _, centre2 = _sorted_rows(values, counts)  # 2 x the median difference
+    if cutoff is not None:
+        usable &= _may_be_below(values, counts, centre2, cutoff)
+    rows = np.flatnonzero(usable)
+    if rows.size == 0:
+        return out
     # 2 x |diff - median|: integers, so the robust spread is exact.
-    spread2 = np.abs(2 * diff - centre2[:, None]) + ignored
-    mad4 = _row_medians(spread2, counts).reshape(n_refs, n_lags)  # 4 x the spread
-    spread = np.where(usable, mad4 / (4 * LEVELS_PER_LN), np.inf)
-    out[keep] = spread.min(axis=1)
+    spread2 = np.abs(2 * diff[rows] - centre2[rows, None]) + ignored[rows]
+    _, mad4 = _sorted_rows(spread2, counts[rows])  # 4 x the spread
+    spread = np.full(n_refs * n_lags, np.inf)
+    spread[rows] = mad4 / (4 * LEVELS_PER_LN)
+    out[keep] = spread.reshape(n_refs, n_lags).min(axis=1)
     return out
 
 
@@ -177,4 +208,4 @@ def is_replay(
     probe: np.ndarray, references: Iterable[np.ndarray], threshold: float = REPLAY_DISTANCE
 ) -> bool:
     """Whether ``probe`` is a near-copy of any of ``references`` (all fingerprints)."""
-    return bool((distances(probe, list(references)) < threshold).any())
+    return bool((distances(probe, list(references), cutoff=threshold) < threshold).any())

@@ -155,6 +155,13 @@ def test_batched_distances_equal_the_definition(corpus):
         # Symmetric, so the service may put either side as the probe.
         np.testing.assert_array_equal(got, [replay.distance(probe, ref) for ref in fingerprints])
         compared += int(np.isfinite(got).sum())
+        # With a cutoff, what is below it is exact and nothing else is reported below it.
+        for cutoff in (0.1, replay.REPLAY_DISTANCE, 0.5):
+            cut = replay.distances(probe, fingerprints, cutoff=cutoff)
+            below = got < cutoff
+            np.testing.assert_array_equal(cut[below], got[below])
+            assert (cut[~below] >= cutoff).all()
+            assert replay.is_replay(probe, fingerprints, cutoff) == below.any()
     assert compared > 100  # most pairs are comparable, not just refused as inf
 
 
