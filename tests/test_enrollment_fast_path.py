@@ -78,7 +78,7 @@ def test_a_model_without_kept_statistics_is_re_adapted_from_every_stored_utteran
     services.voiceprint_train(user=alice, utterances=recordings[:30])
     row = SpeakerModel.objects.get(user=alice)
     old = dataclasses.replace(
-        _model(alice), stat_counts=np.zeros(0), stat_first=np.zeros(0)
+        _model(alice), stat_counts=np.zeros(0)
     )  # as written before the statistics were kept
     row.blob = engine.dump_speaker_model(old)
     row.save(update_fields=["blob"])

@@ -124,9 +124,9 @@ class SpeakerModel:
 
     means (n_components, n_dims) float64; template_frames (n_template_frames, dtw_dims) float32
     split by template_lengths (k,) into templates labelled template_digits (k,). stat_counts
-    (n_components,) and stat_first (n_components, n_dims): the Baum-Welch statistics of every
-    enrolment frame, so that :func:`enroll_more` adds utterances without the earlier ones (empty
-    in models written before they were kept).
+    (n_components,): the zeroth-order Baum-Welch statistics of every enrolment frame, which with
+    the means give back the first-order ones, so that :func:`enroll_more` adds utterances
+    without the earlier ones (empty in models written before they were kept).
     """
 
     means: np.ndarray
@@ -138,7 +138,6 @@ class SpeakerModel:
     znorm_mean: float = 0.0
     znorm_std: float = 1.0
     stat_counts: np.ndarray = field(default_factory=_no_statistics)
-    stat_first: np.ndarray = field(default_factory=_no_statistics)
 
     @property
     def digits(self) -> list[int]:
@@ -241,7 +240,6 @@ def _adapted(
         znorm_mean=zmean,
         znorm_std=zstd,
         stat_counts=counts,
-        stat_first=first,
     )
 
 
@@ -279,7 +277,10 @@ def enroll_more(
     if not model.has_statistics:
         raise ValueError("this speaker model keeps no enrolment statistics: re-enrol it")
     kept = _enrolment_cepstra(ubm, utterances)
-    counts, first = model.stat_counts, model.stat_first
+    counts = model.stat_counts
+    # map_adapt_means inverted: mu' = (F + r mu) / (n + r), so F = mu' (n + r) - r mu.
+    relevance = ubm.config.relevance
+    first = model.means * (counts + relevance)[:, None] - relevance * ubm.means
     if kept:
         new_counts, new_first = _statistics(ubm, kept)
         counts, first = counts + new_counts, first + new_first

@@ -203,8 +203,8 @@ _SPEAKER_FIELDS = {
     "means", "ubm_version", "n_utterances", "template_frames", "template_lengths",
     "template_digits", "znorm_mean", "znorm_std",
 }  # fmt: skip
-# Enrolment statistics (``SpeakerModel.stat_*``): absent from models written before they were kept.
-_SPEAKER_STATISTICS = frozenset({"stat_counts", "stat_first"})
+# Enrolment statistics (``SpeakerModel.stat_counts``): absent from models written before them.
+_SPEAKER_STATISTICS = frozenset({"stat_counts"})
 
 
 def dump_speaker_model(model: SpeakerModel) -> bytes:
@@ -222,10 +222,7 @@ def dump_speaker_model(model: SpeakerModel) -> bytes:
             "znorm_mean": np.array(model.znorm_mean, dtype=np.float64),
             "znorm_std": np.array(model.znorm_std, dtype=np.float64),
             **(
-                {
-                    "stat_counts": np.asarray(model.stat_counts, dtype=np.float64),
-                    "stat_first": np.asarray(model.stat_first, dtype=np.float64),
-                }
+                {"stat_counts": np.asarray(model.stat_counts, dtype=np.float64)}
                 if model.has_statistics
                 else {}
             ),
@@ -238,16 +235,11 @@ def load_speaker_model(data: bytes) -> SpeakerModel:
     a = _open(data, KIND_SPEAKER, _SPEAKER_FIELDS, _SPEAKER_STATISTICS)
     means = _floats(a, "means", (None, None), np.float64)
     statistics = {}
-    if a.keys() >= _SPEAKER_STATISTICS:
+    if "stat_counts" in a:
         counts = _floats(a, "stat_counts", (means.shape[0],), np.float64)
         if np.any(counts < 0):
             raise ModelFormatError("stat_counts must not be negative")
-        statistics = {
-            "stat_counts": counts,
-            "stat_first": _floats(a, "stat_first", means.shape, np.float64),
-        }
-    elif _SPEAKER_STATISTICS & a.keys():
-        raise ModelFormatError("a speaker model keeps both stat_counts and stat_first, or neither")
+        statistics = {"stat_counts": counts}
     lengths = _ints(a, "template_lengths")
     digits = _ints(a, "template_digits", lengths.shape[0])
     if lengths.size == 0 or np.any(lengths <= 0):

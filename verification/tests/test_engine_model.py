@@ -183,7 +183,7 @@ def test_enroll_more_gives_the_model_of_enrolling_everything_at_once(shipped_ubm
         step = engine.enroll_more(shipped_ubm, step, [utterance])
 
     np.testing.assert_allclose(step.means, everything.means, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(step.stat_first, everything.stat_first, rtol=1e-10)
+    np.testing.assert_allclose(step.stat_counts, everything.stat_counts, rtol=1e-10)
     assert step.znorm_mean == pytest.approx(everything.znorm_mean, abs=1e-10)
     assert step.znorm_std == pytest.approx(everything.znorm_std, abs=1e-10)
     assert np.array_equal(step.template_frames, everything.template_frames)
@@ -194,7 +194,7 @@ def test_enroll_more_gives_the_model_of_enrolling_everything_at_once(shipped_ubm
 def test_enroll_more_refuses_a_model_without_statistics(shipped_ubm, fsdd):
     recs, utts, split = _george(fsdd)
     model = evaluation.enroll_speakers(shipped_ubm, recs, utts, split, ["george"])["george"]
-    old = dataclasses.replace(model, stat_counts=np.zeros(0), stat_first=np.zeros(0))
+    old = dataclasses.replace(model, stat_counts=np.zeros(0))
     with pytest.raises(ValueError, match="re-enrol"):
         engine.enroll_more(shipped_ubm, old, [utts[0]])
 
