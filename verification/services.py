@@ -82,11 +82,17 @@ def _lock_user(user) -> None:
     get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def enrollment_utterance_add(
     *, user, utterance: features.Utterance, purpose: str = UtterancePurpose.ENROLL
 ) -> EnrollmentUtterance:
-    """Store one validated utterance (its prompted digit is required)."""
+    """Store one validated utterance (its prompted digit is required), audited."""
+    row = _utterance_store(user=user, utterance=utterance, purpose=purpose)
+    _utterance_audit(row)
+    return row
+
+
+def _utterance_store(*, user, utterance: features.Utterance, purpose: str) -> EnrollmentUtterance:
     if utterance.digit is None:
         raise InputError("is required; expected an integer 0..9", field="digit")
     voiced = features.voiced_frames(utterance)
@@ -100,9 +106,13 @@ def enrollment_utterance_add(
         mean_rms=float(np.mean(utterance.rms)),
         speech_fraction=float(np.mean(voiced)) if voiced.size else 0.0,
     )
+    return row
+
+
+def _utterance_audit(row: EnrollmentUtterance) -> None:
     audit_event_create(
         kind=AuditEventKind.UTTERANCE_ADDED,
-        user=user,
+        user=row.user,
         details={
             "utterance": row.pk,
             "purpose": row.purpose,
@@ -110,7 +120,6 @@ def enrollment_utterance_add(
             "frame_count": row.frame_count,
         },
     )
-    return row
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,14 @@ def _speaker_model_fit(
 def _speaker_model_save(
     *, user, fitted: _FittedModel, previous: SpeakerModel | None
 ) -> SpeakerModel:
+    speaker_model = _speaker_model_write(user=user, fitted=fitted, previous=previous)
+    _model_trained_audit(user=user, speaker_model=speaker_model, fitted=fitted)
+    return speaker_model
+
+
+def _speaker_model_write(
+    *, user, fitted: _FittedModel, previous: SpeakerModel | None
+) -> SpeakerModel:
     fields = {
         "background_model": fitted.ubm_row,
         "blob": engine.dump_speaker_model(fitted.model),
@@ -182,6 +199,10 @@ def _speaker_model_save(
     # This worker's next request for the user (a verification, the next utterance) needs no
     # fetch and parse of the blob just written.
     selectors.speaker_model_cache_put(speaker_model, fitted.model)
+    return speaker_model
+
+
+def _model_trained_audit(*, user, speaker_model: SpeakerModel, fitted: _FittedModel) -> None:
     audit_event_create(
         kind=AuditEventKind.MODEL_TRAINED,
         user=user,
@@ -191,7 +212,6 @@ def _speaker_model_save(
             "utterance_count": speaker_model.utterance_count,
         },
     )
-    return speaker_model
 
 
 @transaction.atomic
@@ -213,9 +233,10 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
 def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> SpeakerModel | None:
     """Add enrollment utterances and re-adapt the model once every digit has enough of them.
 
-    The model is adapted *before* anything is written: the first audit append takes the audit
-    chain's lock, held to COMMIT, so every enrollment on the server queues behind it; adapting
-    under that lock made enrollment throughput one adaptation at a time for the whole server.
+    The model is adapted, and the utterances and the model written, *before* the first audit
+    append: that takes the audit chain's lock, held to COMMIT, so every enrollment on the server
+    queues behind it; adapting (or writing a model blob) under it made enrollment throughput one
+    request at a time for the whole server. The events keep their order in the chain.
     """
     _lock_user(user)
     status = selectors.enrollment_status(user=user)
@@ -230,11 +251,18 @@ def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> Speak
             )
     after = dataclasses.replace(status, utterances_per_digit=counts)
     fitted = _speaker_model_fit(user=user, status=after, extra=utterances)
-    for utterance in utterances:
-        enrollment_utterance_add(user=user, utterance=utterance)
-    if fitted is None:
-        return None
-    return _speaker_model_save(user=user, fitted=fitted, previous=status.model)
+    rows = [
+        _utterance_store(user=user, utterance=utterance, purpose=UtterancePurpose.ENROLL)
+        for utterance in utterances
+    ]
+    speaker_model = None
+    if fitted is not None:
+        speaker_model = _speaker_model_write(user=user, fitted=fitted, previous=status.model)
+    for row in rows:
+        _utterance_audit(row)
+    if speaker_model is not None:
+        _model_trained_audit(user=user, speaker_model=speaker_model, fitted=fitted)
+    return speaker_model
 
 
 @transaction.atomic
