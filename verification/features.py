@@ -515,7 +515,7 @@ class CepstraConfig:
     min_frames: int = 10
     cmn: bool = True
     cvn: bool = False
-    deltas: int = 1
+    deltas: int = 2
     delta_width: int = 2
 
     def __post_init__(self) -> None:

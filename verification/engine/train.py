@@ -39,7 +39,7 @@ class TrainingParams:
     ``corpus.narrowband_utterance``) and calibrate on both versions.
     """
 
-    n_components: int = 64
+    n_components: int = 128
     seed: int = 0
     max_iter: int = 200
     max_frames: int = 120_000

@@ -492,7 +492,7 @@ def test_b64_frame_count_mismatch_is_rejected(compact):
 def test_cepstra_shape_dtype_and_finiteness(utterance):
     feats = cepstra(utterance)
     assert feats.dtype == np.float32
-    assert feats.shape[1] == F.DEFAULT_CONFIG.n_dims == 40
+    assert feats.shape[1] == F.DEFAULT_CONFIG.n_dims == 60
     assert 0 < feats.shape[0] <= utterance.n_frames
     assert np.isfinite(feats).all()
 
