@@ -16,11 +16,14 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 _CHUNK = 10  # EM iterations between progress lines
 
 
-def component_log_densities(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
+def component_log_densities(
+    X: np.ndarray, means: np.ndarray, variances: np.ndarray, *, squares: np.ndarray | None = None
+) -> np.ndarray:
     """Log N(x_t | mu_c, diag(var_c)) for every frame and component.
 
     X (n_frames, n_dims), means (n_components, n_dims), variances (n_components, n_dims)
-    -> (n_frames, n_components). Two matrix products instead of an (n, c, d) temporary.
+    -> (n_frames, n_components). Two matrix products instead of an (n, c, d) temporary; the
+    first, ``squares`` = (X * X) @ (1 / variances).T, may be passed in when already computed.
     """
     precisions = 1.0 / variances
     const = -0.5 * (
@@ -28,15 +31,23 @@ def component_log_densities(X: np.ndarray, means: np.ndarray, variances: np.ndar
         + np.sum(np.log(variances), axis=1)
         + np.sum(means * means * precisions, axis=1)
     )
-    quad = (X * X) @ precisions.T - 2.0 * (X @ (means * precisions).T)
+    if squares is None:
+        squares = (X * X) @ precisions.T
+    quad = squares - 2.0 * (X @ (means * precisions).T)
     return const[None, :] - 0.5 * quad
 
 
 def weighted_log_densities(
-    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
+    X: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    *,
+    squares: np.ndarray | None = None,
 ) -> np.ndarray:
     """log w_c + log N(x_t | c): (n_frames, n_dims) -> (n_frames, n_components)."""
-    return component_log_densities(X, means, variances) + np.log(weights)[None, :]
+    densities = component_log_densities(X, means, variances, squares=squares)
+    return densities + np.log(weights)[None, :]
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:

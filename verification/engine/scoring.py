@@ -44,10 +44,11 @@ def ubm_frames(
     X: np.ndarray, weights: np.ndarray, ubm_means: np.ndarray, variances: np.ndarray, top_c: int
 ) -> UbmFrames:
     """X (n_frames, n_dims) -> the UBM side of :func:`frame_llr`."""
-    ubm_wld = weighted_log_densities(X, weights, ubm_means, variances)
+    squares = (X * X) @ (1.0 / variances).T  # sum_d x_d^2 / var_cd, shared by both sides
+    ubm_wld = weighted_log_densities(X, weights, ubm_means, variances, squares=squares)
     top = top_components(ubm_wld, top_c)
     ubm_ll = logsumexp_rows(np.take_along_axis(ubm_wld, top, axis=1))
-    quad = np.take_along_axis((X * X) @ (1.0 / variances).T, top, axis=1)
+    quad = np.take_along_axis(squares, top, axis=1)
     return UbmFrames(X, top, ubm_ll, quad)
 
 
