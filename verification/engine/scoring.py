@@ -40,15 +40,28 @@ class UbmFrames:
     quad: np.ndarray
 
 
+# Frames per block when many are scored at once (the z-norm cohort: ~10^4): the (frames x
+# components) temporaries stay near a megabyte instead of tens of them per request thread.
+BLOCK_FRAMES = 1024
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(i, min(i + BLOCK_FRAMES, n)) for i in range(0, max(n, 1), BLOCK_FRAMES)]
+
+
 def ubm_frames(
     X: np.ndarray, weights: np.ndarray, ubm_means: np.ndarray, variances: np.ndarray, top_c: int
 ) -> UbmFrames:
     """X (n_frames, n_dims) -> the UBM side of :func:`frame_llr`."""
-    squares = (X * X) @ (1.0 / variances).T  # sum_d x_d^2 / var_cd, shared by both sides
-    ubm_wld = weighted_log_densities(X, weights, ubm_means, variances, squares=squares)
-    top = top_components(ubm_wld, top_c)
-    ubm_ll = logsumexp_rows(np.take_along_axis(ubm_wld, top, axis=1))
-    quad = np.take_along_axis(squares, top, axis=1)
+    parts = []
+    for rows in _blocks(X.shape[0]):
+        x = X[rows]
+        squares = (x * x) @ (1.0 / variances).T  # sum_d x_d^2 / var_cd, shared by both sides
+        ubm_wld = weighted_log_densities(x, weights, ubm_means, variances, squares=squares)
+        top = top_components(ubm_wld, top_c)
+        ubm_ll = logsumexp_rows(np.take_along_axis(ubm_wld, top, axis=1))
+        parts.append((top, ubm_ll, np.take_along_axis(squares, top, axis=1)))
+    top, ubm_ll, quad = (np.concatenate(p) for p in zip(*parts, strict=True))
     return UbmFrames(X, top, ubm_ll, quad)
 
 
@@ -66,7 +79,13 @@ def speaker_frame_llr(
         + np.sum(np.log(variances), axis=1)
         + np.sum(speaker_means * speaker_means * precisions, axis=1)
     )
-    cross = np.take_along_axis(frames.X @ (speaker_means * precisions).T, frames.top, axis=1)
+    scaled = (speaker_means * precisions).T
+    cross = np.concatenate(
+        [
+            np.take_along_axis(frames.X[rows] @ scaled, frames.top[rows], axis=1)
+            for rows in _blocks(frames.X.shape[0])
+        ]
+    )
     spk = const[frames.top] - 0.5 * (frames.quad - 2.0 * cross)
     return logsumexp_rows(spk) - frames.ubm_ll
 
