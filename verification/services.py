@@ -148,19 +148,11 @@ def _speaker_model_fit(
         )
     ubm = selectors.background_model_engine(ubm_row)
     total = sum(status.utterances_per_digit.values())
-    stored_before = total - len(extra)
     row = status.model
     # Incremental only when the model covers every stored utterance: one stored while the
     # voiceprint was not ready (a raised minimum) is in no model's statistics.
-    if (
-        extra
-        and row is not None
-        and (row.background_model_id, row.utterance_count)
-        == (
-            ubm_row.pk,
-            stored_before,
-        )
-    ):
+    covers_stored = row is not None and row.utterance_count == total - len(extra)
+    if extra and covers_stored and row.background_model_id == ubm_row.pk:
         previous = selectors.speaker_model_engine(row)
         if previous.has_statistics and previous.ubm_version == ubm.version:
             return _FittedModel(ubm_row, engine.enroll_more(ubm, previous, extra), total)
