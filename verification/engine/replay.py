@@ -95,12 +95,12 @@ _IGNORED = np.int16(30000)
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
 
 
-def _sorted_rows(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows sorted (inactive entries carry ``_IGNORED``, so the ``counts`` active ones come
-    first; int16 rows sort fast) and twice each row's median: -> (sorted, (n_rows,) int16)."""
+def _row_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Twice the median of each row's ``counts`` active entries (inactive ones carry
+    ``_IGNORED`` and sort last; int16 rows sort fast): (n_rows, m) -> (n_rows,) int16."""
     ordered = np.sort(values, axis=1)
     rows = np.arange(values.shape[0])
-    return ordered, ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
+    return ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
 
 
 def _may_be_below(
@@ -173,7 +173,7 @@ def distances(
     ignored = np.multiply(~active, _IGNORED, dtype=np.int16)
     diff = windows - flat_y
     values = diff + ignored
-    _, centre2 = _sorted_rows(values, counts)  # 2 x the median difference
+    centre2 = _row_medians(values, counts)  # 2 x the median difference
     if cutoff is not None:
         usable &= _may_be_below(values, counts, centre2, cutoff)
     rows = np.flatnonzero(usable)
@@ -181,7 +181,7 @@ def distances(
         return out
     # 2 x |diff - median|: integers, so the robust spread is exact.
     spread2 = np.abs(2 * diff[rows] - centre2[rows, None]) + ignored[rows]
-    _, mad4 = _sorted_rows(spread2, counts[rows])  # 4 x the spread
+    mad4 = _row_medians(spread2, counts[rows])  # 4 x the spread
     spread = np.full(n_refs * n_lags, np.inf)
     spread[rows] = mad4 / (4 * LEVELS_PER_LN)
     out[keep] = spread.reshape(n_refs, n_lags).min(axis=1)
