@@ -3,7 +3,6 @@ and verification reads speaker models through a per-process cache: both must giv
 models stored in the database, and the cache must never outlive a retrain or a delete."""
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,14 @@ from django.conf import settings
 from verification import engine, features, selectors, services
 from verification.management.commands.install_default_ubm import DEFAULT_PATH
 from verification.models import AuditEvent, AuditEventKind, EnrollmentUtterance, SpeakerModel
+from verification.tests.availability import require
 
 SPEAKER = "theo"
 
 
-def _need(condition: bool, what: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"must run in CI: {what}")
-    pytest.skip(what)
-
-
 @pytest.fixture
 def ubm(db):
-    _need(DEFAULT_PATH.is_file(), f"{DEFAULT_PATH} is not there yet (the engine ships it)")
+    require(DEFAULT_PATH.is_file(), f"{DEFAULT_PATH} is not there yet (the engine ships it)")
     row, _ = services.background_model_install(blob=DEFAULT_PATH.read_bytes(), activate=True)
     return row
 
@@ -35,7 +27,7 @@ def ubm(db):
 @pytest.fixture(scope="module")
 def recordings():
     folder = Path(settings.SPEAKERAUTH_CORPUS_DIR) / "fsdd"
-    _need(folder.is_dir(), f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
+    require(folder.is_dir(), f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
     return [
         features.wav_to_utterance(folder / f"{digit}_{SPEAKER}_{index}.wav", digit=digit)
         for index in range(4)

@@ -9,7 +9,6 @@ FAIL when ``CI`` is set (as ``test_parity.py`` does for Node).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,8 @@ from rest_framework.test import APIClient
 from verification import services
 from verification.management.commands.install_default_ubm import DEFAULT_PATH
 from verification.models import BackgroundModel
+from verification.tests.availability import require
 from verification.tests.factories import ENROLL_PER_DIGIT, GENUINE, FsddCorpus
-
-
-def _missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"must run in CI: {what}")
-    pytest.skip(what)
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +37,7 @@ def corpus() -> FsddCorpus:
     """fsdd recordings as browser features (computed on first use, cached for the session)."""
     folder = Path(settings.SPEAKERAUTH_CORPUS_DIR) / "fsdd"
     if not (folder / f"0_{GENUINE}_0.wav").is_file():
-        _missing(f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
+        require(False, f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
     return FsddCorpus(folder)
 
 
@@ -52,7 +46,7 @@ def ubm(db) -> BackgroundModel:
     """The shipped default background model, installed (the way install_default_ubm does it)
     and active."""
     if not DEFAULT_PATH.is_file():
-        _missing(f"{DEFAULT_PATH} is missing (the engine ships it)")
+        require(False, f"{DEFAULT_PATH} is missing (the engine ships it)")
     row, _ = services.background_model_install(blob=DEFAULT_PATH.read_bytes(), activate=True)
     return row
 

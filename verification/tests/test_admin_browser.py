@@ -14,6 +14,7 @@ from django.conf import settings
 from accounts.tests.factories import UserFactory
 from verification import services
 from verification.models import Decision, Reason
+from verification.tests.availability import require
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,14 +22,6 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop 
 CHROMIUM = Path(os.environ.get("SPEAKERAUTH_CHROMIUM", "/usr/bin/chromium"))
 PASSWORD = "correct horse battery staple"
 DASHBOARD = "/admin/verification/verificationattempt/dashboard/"
-
-
-def _require(condition: bool, what: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"must run in CI: {what}")
-    pytest.skip(what)
 
 
 def _traffic(staff) -> None:
@@ -49,9 +42,9 @@ def _traffic(staff) -> None:
 
 
 def test_dashboard_draws_every_chart_under_the_csp(live_server):
-    _require(CHROMIUM.is_file(), f"{CHROMIUM} is not installed")
+    require(CHROMIUM.is_file(), f"{CHROMIUM} is not installed")
     vendor = Path(settings.BASE_DIR) / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js"
-    _require(vendor.is_file(), "node_modules/chart.js is missing (run npm ci)")
+    require(vendor.is_file(), "node_modules/chart.js is missing (run npm ci)")
     from playwright.sync_api import sync_playwright
 
     staff = UserFactory(username="sam", password=PASSWORD, is_staff=True, is_superuser=True)

@@ -6,7 +6,6 @@ fsdd speakers with few trials. Without the corpus these tests skip locally and F
 
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from verification import engine
+from verification.tests.availability import require
 
 TRAIN_SPEAKERS = ["15307110189", "15307110252", "15307110264", "15307130120"]
 FSDD_SPEAKERS = ["george", "jackson", "lucas"]
@@ -22,11 +22,7 @@ FSDD_SPEAKERS = ["george", "jackson", "lucas"]
 
 def _corpus(name: str) -> Path:
     folder = Path(settings.SPEAKERAUTH_CORPUS_DIR) / name
-    if not folder.is_dir():
-        message = f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(f"must run in CI: {message}")
-        pytest.skip(message)
+    require(folder.is_dir(), f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
     return folder
 
 

@@ -5,7 +5,6 @@ recordings where the behaviour only means something on speech.
 """
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -18,15 +17,12 @@ from verification.engine import corpus, evaluation, train
 from verification.engine.model import AttemptScores, EngineConfig, decide
 from verification.engine.scoring import mean_llr, segment_means
 from verification.management.commands.install_default_ubm import DEFAULT_PATH
+from verification.tests.availability import require
 from verification.tests.test_engine import small_background_model
 
 
 def _required(path: Path, what: str) -> Path:
-    if not path.exists():
-        message = f"{what} {path} is absent"
-        if os.environ.get("CI"):
-            pytest.fail(f"must run in CI: {message}")
-        pytest.skip(message)
+    require(path.exists(), f"{what} {path} is absent")
     return path
 
 
