@@ -6,8 +6,6 @@ import { $, announce, focus, show, showAlert } from "./ui.js";
 const section = $("#voice-data");
 const statusEl = $("#voice-status");
 const alertEl = $("#voice-alert");
-const confirmBox = $("#delete-confirm");
-const deleteButton = $("#delete-voiceprint");
 
 async function exportData() {
   showAlert(alertEl, "");
@@ -29,67 +27,51 @@ async function exportData() {
   }
 }
 
-function askDelete() {
-  show(confirmBox, true);
-  deleteButton.setAttribute("aria-expanded", "true");
-  focus($("#delete-confirm-title"));
+// One destructive action: ``#<name>`` (the button) opens ``#<name>-confirm``, whose ``-yes``
+// sends DELETE to ``url`` and whose ``-no`` closes it again.
+function confirmedDelete({ button, name, url, done, failed }) {
+  const trigger = $(button);
+  const box = $(`#${name}-confirm`);
+  const open = (yes) => {
+    show(box, yes);
+    trigger.setAttribute("aria-expanded", String(yes));
+  };
+  trigger.setAttribute("aria-controls", `${name}-confirm`);
+  trigger.setAttribute("aria-expanded", "false");
+  trigger.addEventListener("click", () => {
+    open(true);
+    focus($(`#${name}-confirm-title`));
+  });
+  $(`#${name}-no`).addEventListener("click", () => {
+    open(false);
+    focus(trigger);
+  });
+  $(`#${name}-yes`).addEventListener("click", async () => {
+    showAlert(alertEl, "");
+    try {
+      await api(url, { method: "DELETE" });
+      show(box, false);
+      section.dataset.deleted = "true";
+      announce(statusEl, done);
+      focus(statusEl);
+    } catch (err) {
+      showAlert(alertEl, `${failed}: ${err.message}`);
+    }
+  });
 }
 
-function keep() {
-  show(confirmBox, false);
-  deleteButton.setAttribute("aria-expanded", "false");
-  focus(deleteButton);
-}
-
-async function reallyDelete() {
-  showAlert(alertEl, "");
-  try {
-    await api(section.dataset.voiceprintUrl, { method: "DELETE" });
-    show(confirmBox, false);
-    section.dataset.deleted = "true";
-    announce(statusEl, "Your voiceprint was deleted. You can enroll again at any time.");
-    focus(statusEl);
-  } catch (err) {
-    showAlert(alertEl, `Deletion failed: ${err.message}`);
-  }
-}
-
-const withdrawButton = $("#withdraw-consent");
-const withdrawBox = $("#withdraw-confirm");
-
-function askWithdraw() {
-  show(withdrawBox, true);
-  withdrawButton.setAttribute("aria-expanded", "true");
-  focus($("#withdraw-confirm-title"));
-}
-
-function keepConsent() {
-  show(withdrawBox, false);
-  withdrawButton.setAttribute("aria-expanded", "false");
-  focus(withdrawButton);
-}
-
-async function reallyWithdraw() {
-  showAlert(alertEl, "");
-  try {
-    await api(section.dataset.consentUrl, { method: "DELETE" });
-    show(withdrawBox, false);
-    section.dataset.deleted = "true";
-    announce(statusEl, "Your consent was withdrawn and your voiceprint deleted.");
-    focus(statusEl);
-  } catch (err) {
-    showAlert(alertEl, `Withdrawal failed: ${err.message}`);
-  }
-}
-
-withdrawButton.setAttribute("aria-controls", "withdraw-confirm");
-withdrawButton.setAttribute("aria-expanded", "false");
-withdrawButton.addEventListener("click", askWithdraw);
-$("#withdraw-no").addEventListener("click", keepConsent);
-$("#withdraw-yes").addEventListener("click", reallyWithdraw);
-deleteButton.setAttribute("aria-controls", "delete-confirm");
-deleteButton.setAttribute("aria-expanded", "false");
 $("#export-data").addEventListener("click", exportData);
-deleteButton.addEventListener("click", askDelete);
-$("#delete-no").addEventListener("click", keep);
-$("#delete-yes").addEventListener("click", reallyDelete);
+confirmedDelete({
+  button: "#delete-voiceprint",
+  name: "delete",
+  url: section.dataset.voiceprintUrl,
+  done: "Your voiceprint was deleted. You can enroll again at any time.",
+  failed: "Deletion failed",
+});
+confirmedDelete({
+  button: "#withdraw-consent",
+  name: "withdraw",
+  url: section.dataset.consentUrl,
+  done: "Your consent was withdrawn and your voiceprint deleted.",
+  failed: "Withdrawal failed",
+});
