@@ -35,31 +35,38 @@ def dtw_distances(
     """
     n_q, max_n, n_dims = queries.shape
     n_t, max_m, _ = templates.shape
-    # Euclidean frame distances, (n_q, max_n, n_t, max_m), via one matrix product.
-    q2 = np.sum(queries * queries, axis=2)
-    t2 = np.sum(templates * templates, axis=2)
-    cross = (queries.reshape(-1, n_dims) @ templates.reshape(-1, n_dims).T).reshape(
-        n_q, max_n, n_t, max_m
-    )
-    sq = q2[:, :, None, None] + t2[None, None, :, :] - 2.0 * cross
+    # Squared Euclidean frame distances |q|^2 - 2 q.t + |t|^2 as one matrix product of augmented
+    # rows [q, |q|^2, 1] . [-2 t, 1, |t|^2], laid out (max_n, n_q, n_t, max_m) so that the
+    # recursion below reads one contiguous block per query frame.
+    by_frame = queries.transpose(1, 0, 2).reshape(-1, n_dims)
+    flat_t = templates.reshape(-1, n_dims)
+    ones_q, ones_t = np.ones((by_frame.shape[0], 1)), np.ones((flat_t.shape[0], 1))
+    q_aug = np.hstack([by_frame, np.sum(by_frame * by_frame, axis=1, keepdims=True), ones_q])
+    t_aug = np.hstack([-2.0 * flat_t, ones_t, np.sum(flat_t * flat_t, axis=1, keepdims=True)])
+    sq = (q_aug @ t_aug.T).reshape(max_n, n_q, n_t, max_m)
     cost = np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
     cost[:, :, np.arange(max_m)[None, :] >= template_lengths[:, None]] = np.inf
 
     # acc[..., j + 2] holds the path cost ending at template frame j; two +inf columns in front
-    # stand for "advance from before the start", so each row is three shifted minima, in place.
+    # stand for "advance from before the start", so each row is three shifted minima, in place
+    # (views made once: the loop runs once per query frame and numpy's per-call cost dominates).
     acc = np.full((n_q, n_t, max_m + 2), np.inf)
-    acc[:, :, 2] = cost[:, 0, :, 0]  # every path starts at (0, 0)
+    here, one_back, two_back = acc[:, :, 2:], acc[:, :, 1:-1], acc[:, :, :-2]
+    acc[:, :, 2] = cost[0, :, :, 0]  # every path starts at (0, 0)
     best = np.empty((n_q, n_t, max_m))
-    ends = np.empty((max_n, n_q, n_t))  # path cost at each template's last frame, per query row
-    last_col = template_lengths + 1
-    cols = np.arange(n_t)
-    ends[0] = acc[:, cols, last_col]
-    for i in range(1, max_n):
-        np.minimum(acc[:, :, 2:], acc[:, :, 1:-1], out=best)
-        np.minimum(best, acc[:, :, :-2], out=best)
-        np.add(cost[:, i], best, out=acc[:, :, 2:])
-        ends[i] = acc[:, cols, last_col]
-    result = ends[query_lengths - 1, np.arange(n_q)]
+    result = np.empty((n_q, n_t))  # path cost at each template's last frame, at the query's
+    last_col, cols = template_lengths + 1, np.arange(n_t)
+    finishing: dict[int, list[int]] = {}  # query frame index -> the queries ending there
+    for q, n in enumerate(query_lengths.tolist()):
+        finishing.setdefault(n - 1, []).append(q)
+    for i in range(max_n):
+        if i:
+            np.minimum(here, one_back, out=best)
+            np.minimum(best, two_back, out=best)
+            np.add(cost[i], best, out=here)
+        if i in finishing:
+            done = finishing[i]
+            result[done] = acc[done][:, cols, last_col]
     return result / query_lengths[:, None]
 
 
