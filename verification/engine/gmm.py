@@ -16,14 +16,12 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 _CHUNK = 10  # EM iterations between progress lines
 
 
-def component_log_densities(
-    X: np.ndarray, means: np.ndarray, variances: np.ndarray, *, squares: np.ndarray | None = None
-) -> np.ndarray:
+def component_log_densities(X: np.ndarray, means: np.ndarray, variances: np.ndarray) -> np.ndarray:
     """Log N(x_t | mu_c, diag(var_c)) for every frame and component.
 
     X (n_frames, n_dims), means (n_components, n_dims), variances (n_components, n_dims)
-    -> (n_frames, n_components). Two matrix products instead of an (n, c, d) temporary; the
-    first, ``squares`` = (X * X) @ (1 / variances).T, may be passed in when already computed.
+    -> (n_frames, n_components). One matrix product of [x^2, x] with [-1/(2 var), mu/var]
+    instead of an (n, c, d) temporary.
     """
     precisions = 1.0 / variances
     const = -0.5 * (
@@ -31,23 +29,19 @@ def component_log_densities(
         + np.sum(np.log(variances), axis=1)
         + np.sum(means * means * precisions, axis=1)
     )
-    if squares is None:
-        squares = (X * X) @ precisions.T
-    quad = squares - 2.0 * (X @ (means * precisions).T)
-    return const[None, :] - 0.5 * quad
+    coefficients = np.concatenate([-0.5 * precisions, means * precisions], axis=1)
+    densities = np.concatenate([X * X, X], axis=1) @ coefficients.T
+    densities += const
+    return densities
 
 
 def weighted_log_densities(
-    X: np.ndarray,
-    weights: np.ndarray,
-    means: np.ndarray,
-    variances: np.ndarray,
-    *,
-    squares: np.ndarray | None = None,
+    X: np.ndarray, weights: np.ndarray, means: np.ndarray, variances: np.ndarray
 ) -> np.ndarray:
     """log w_c + log N(x_t | c): (n_frames, n_dims) -> (n_frames, n_components)."""
-    densities = component_log_densities(X, means, variances, squares=squares)
-    return densities + np.log(weights)[None, :]
+    densities = component_log_densities(X, means, variances)
+    densities += np.log(weights)
+    return densities
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:

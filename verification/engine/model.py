@@ -215,7 +215,7 @@ def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
             ubm.config.top_c,
         )
         object.__setattr__(ubm, "_cohort_ubm_frames", frames)  # a cache, not model state
-    llr = speaker_frame_llr(frames, ubm.weights, ubm.variances, means)
+    llr = speaker_frame_llr(frames, ubm.means, ubm.variances, means)
     return segment_means(llr, ubm.cohort_lengths)
 
 

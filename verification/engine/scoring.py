@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gmm import LOG_2PI, logsumexp_rows, weighted_log_densities
+from .gmm import logsumexp_rows, weighted_log_densities
 
 
 def top_components(ubm_wld: np.ndarray, top_c: int) -> np.ndarray:
@@ -30,14 +30,14 @@ def top_components(ubm_wld: np.ndarray, top_c: int) -> np.ndarray:
 class UbmFrames:
     """The speaker-independent part of scoring some frames against a UBM.
 
-    top (n, top_c) component indices; ubm_ll (n,) log p(x | UBM) over them; quad (n, top_c)
-    sum_d x_d^2 / var_cd of the selected components.
+    top (n, top_c) component indices; ubm_wld (n, top_c) log w_c + log N(x | c) of those
+    components; ubm_ll (n,) log p(x | UBM) over them.
     """
 
     X: np.ndarray
     top: np.ndarray
+    ubm_wld: np.ndarray
     ubm_ll: np.ndarray
-    quad: np.ndarray
 
 
 # Frames per block when many are scored at once (the z-norm cohort: ~10^4): the (frames x
@@ -55,38 +55,32 @@ def ubm_frames(
     """X (n_frames, n_dims) -> the UBM side of :func:`frame_llr`."""
     parts = []
     for rows in _blocks(X.shape[0]):
-        x = X[rows]
-        squares = (x * x) @ (1.0 / variances).T  # sum_d x_d^2 / var_cd, shared by both sides
-        ubm_wld = weighted_log_densities(x, weights, ubm_means, variances, squares=squares)
+        ubm_wld = weighted_log_densities(X[rows], weights, ubm_means, variances)
         top = top_components(ubm_wld, top_c)
-        ubm_ll = logsumexp_rows(np.take_along_axis(ubm_wld, top, axis=1))
-        parts.append((top, ubm_ll, np.take_along_axis(squares, top, axis=1)))
-    top, ubm_ll, quad = (np.concatenate(p) for p in zip(*parts, strict=True))
-    return UbmFrames(X, top, ubm_ll, quad)
+        wld = np.take_along_axis(ubm_wld, top, axis=1)
+        parts.append((top, wld, logsumexp_rows(wld)))
+    top, wld, ubm_ll = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return UbmFrames(X, top, wld, ubm_ll)
 
 
 def speaker_frame_llr(
-    frames: UbmFrames, weights: np.ndarray, variances: np.ndarray, speaker_means: np.ndarray
+    frames: UbmFrames, ubm_means: np.ndarray, variances: np.ndarray, speaker_means: np.ndarray
 ) -> np.ndarray:
     """Per-frame LLR of a speaker model (sharing the UBM's weights and variances): -> (n,).
 
-    log N(x | mu, var) = const_c - 0.5 * (sum x^2/var - 2 x.(mu/var)); the cross term is one
-    (n, d) x (d, C) product, cheaper than gathering (n, top_c, d) differences.
+    Per component, log N(x | mu_s) - log N(x | mu_u) = x . (mu_s - mu_u) / var
+    - (|mu_s|^2 - |mu_u|^2) / (2 var): the x^2 terms cancel, so the speaker side is the UBM's
+    densities of the top components plus one (n, d) x (d, C) product, gathered.
     """
-    precisions = 1.0 / variances
-    const = np.log(weights) - 0.5 * (
-        variances.shape[1] * LOG_2PI
-        + np.sum(np.log(variances), axis=1)
-        + np.sum(speaker_means * speaker_means * precisions, axis=1)
-    )
-    scaled = (speaker_means * precisions).T
+    shift = (speaker_means - ubm_means) / variances
+    offset = 0.5 * np.sum(shift * (speaker_means + ubm_means), axis=1)
     cross = np.concatenate(
         [
-            np.take_along_axis(frames.X[rows] @ scaled, frames.top[rows], axis=1)
+            np.take_along_axis(frames.X[rows] @ shift.T, frames.top[rows], axis=1)
             for rows in _blocks(frames.X.shape[0])
         ]
     )
-    spk = const[frames.top] - 0.5 * (frames.quad - 2.0 * cross)
+    spk = frames.ubm_wld + cross - offset[frames.top]
     return logsumexp_rows(spk) - frames.ubm_ll
 
 
@@ -104,7 +98,7 @@ def frame_llr(
     (n_components, n_dims) -> (n_frames,).
     """
     frames = ubm_frames(X, weights, ubm_means, variances, top_c)
-    return speaker_frame_llr(frames, weights, variances, speaker_means)
+    return speaker_frame_llr(frames, ubm_means, variances, speaker_means)
 
 
 def mean_llr(
