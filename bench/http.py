@@ -401,17 +401,21 @@ class MemorySampler:
 
 
 def machine() -> dict[str, str]:
-    model = ""
+    model, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not model:
                 model = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    # numpy's SIMD sorts (the replay check's) differ with and without AVX-512: say which ran.
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    model = model or platform.processor() or "unknown"
     return {
         "cpus": str(os.cpu_count()),
-        "cpu_model": model or platform.processor() or "unknown",
+        "cpu_model": f"{model}, {simd}" if simd else model,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "load_before": _loadavg(),
