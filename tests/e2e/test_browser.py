@@ -118,6 +118,31 @@ def consenting_user(db):
 # The feature contract, end to end
 
 
+def record_clean_take(page, microphone, wav: Path, signal: np.ndarray, lead: int, takes: int = 3):
+    """Record ``wav`` through the enroll page: (payload, utterance, k, offset) of a take whose rms
+    is the file's, frame for frame.
+
+    The fake microphone plays in real time, through one audio context into the page's: a starved
+    machine (seen on a loaded 2-core VM) can drop or repeat audio blocks on the way, and such a take
+    is not the file. It shows as an rms misfit far above float rounding, and is recorded again.
+    """
+    misfit = np.inf
+    for _ in range(takes):
+        microphone.queue.append(wav)
+        page.goto("/enroll/")
+        start = page.get_by_role("button", name="Start")
+        start.wait_for()
+        with page.expect_request(lambda r: r.method == "POST" and TRAIN_URL.match(r.url)) as posted:
+            start.click()
+        payload = posted.value.post_data_json
+        page.get_by_role("button", name="Pause").click()
+        utt = features.parse_utterance(payload)  # the server's own validation accepts it
+        k, offset, misfit = align(utt.rms.astype(np.float64), signal, lead)
+        if misfit <= 1e-4 * float(utt.rms.max()) + 1e-7:
+            return payload, utt, k, offset
+    pytest.fail(f"no take of {wav.name} matched the file in {takes} takes (misfit {misfit:.3g})")
+
+
 # Two English words by two speakers, 16 kHz (no resampling anywhere), each one run of speech
 # (a click before the word would end the take early: the page keeps the first word it hears).
 @pytest.mark.parametrize("recording", ["w12_15307110252_01.wav", "w13_16307130025_02.wav"])
@@ -127,28 +152,19 @@ def test_page_posts_the_features_extract_features_computes(
     wav = corpus_dir / "dspspeech20" / recording
     signal, rate = features.read_wav(wav)
     assert rate == features.SAMPLE_RATE
-    microphone.queue.append(wav)
     page = browser_page
     login(page, consenting_user.username)
-    page.goto("/enroll/")
-    start = page.get_by_role("button", name="Start")
-    start.wait_for()
-    with page.expect_request(lambda r: r.method == "POST" and TRAIN_URL.match(r.url)) as posted:
-        start.click()
-    payload = posted.value.post_data_json
-    page.get_by_role("button", name="Pause").click()
+    # The take the page heard: silence, then the recording (at an unknown sample offset).
+    lead = features.FRAME_LENGTH * 4
+    payload, utt, k, offset = record_clean_take(page, microphone, wav, signal, lead)
 
     assert payload["encoding"] == "float32"
-    utt = features.parse_utterance(payload)  # the server's own validation accepts it
     assert page.evaluate("window.__fakeMic.played[0].rate") == features.SAMPLE_RATE
     constraints = page.evaluate("window.__fakeMic.constraints[0].audio")
     assert constraints["echoCancellation"] is False
     assert constraints["noiseSuppression"] is False
     assert constraints["autoGainControl"] is False
 
-    # The take the page heard: silence, then the recording (at an unknown sample offset).
-    lead = features.FRAME_LENGTH * 4
-    k, offset, rms_error = align(utt.rms.astype(np.float64), signal, lead)
     heard = np.concatenate([np.zeros(lead + k, np.float32), signal])
     cut = tmp_path / "heard.wav"
     write_wav(cut, heard[offset * features.HOP_LENGTH :])
