@@ -118,22 +118,19 @@ def _segment_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return (low + high - 2 * _KEY_BIAS).astype(np.int16)
 
 
-def _may_be_below(
-    values: np.ndarray, counts: np.ndarray, centre2: np.ndarray, cutoff: float
-) -> np.ndarray:
+def _may_be_below(spread2: np.ndarray, counts: np.ndarray, cutoff: float) -> np.ndarray:
     """Segments whose robust spread may be below ``cutoff``: (n_segments,) bool, never False
     for one that is (a necessary condition, cheaper than the spread itself).
 
     The spread is (s_lo + s_hi) / (4 * LEVELS_PER_LN) for the two middle values of the integers
-    s = |2 d - centre2|, so below the cutoff s_lo <= half := ceil(2 * LEVELS_PER_LN * cutoff) - 1:
-    at least (counts + 1) // 2 differences d lie in [(centre2 - half) / 2, (centre2 + half) / 2].
-    ``values``: the segments' differences, as for :func:`_segment_medians`.
+    s = |2 d - centre2| (``spread2``, segments as for :func:`_segment_medians`), so below the
+    cutoff s_lo <= half := ceil(2 * LEVELS_PER_LN * cutoff) - 1: at least (counts + 1) // 2 of a
+    segment's s are at most half, which a count finds without sorting.
     """
     half = int(np.ceil(2 * LEVELS_PER_LN * cutoff)) - 1
     if half < 0:
         return np.zeros(counts.size, dtype=bool)
-    deviation = np.abs(2 * values - np.repeat(centre2, counts))  # int16: |.| <= 1022
-    inside = np.add.reduceat((deviation <= half).view(np.uint8), _starts(counts), dtype=np.int64)
+    inside = np.add.reduceat((spread2 <= half).view(np.uint8), _starts(counts), dtype=np.int64)
     return inside >= (counts + 1) // 2
 
 
@@ -192,14 +189,13 @@ def distances(
     counts = counts[rows]
     diff = np.subtract(windows, flat_y, out=windows)[active]  # int16: within +-256
     centre2 = _segment_medians(diff, counts)  # 2 x the median difference
+    # 2 x |diff - median|: integers (int16, <= 1022), so the robust spread is exact.
+    spread2 = np.abs(2 * diff - np.repeat(centre2, counts))
     if cutoff is not None:
-        near = _may_be_below(diff, counts, centre2, cutoff)
-        rows, diff, centre2 = rows[near], diff[np.repeat(near, counts)], centre2[near]
-        counts = counts[near]
+        near = _may_be_below(spread2, counts, cutoff)
+        rows, spread2, counts = rows[near], spread2[np.repeat(near, counts)], counts[near]
         if rows.size == 0:
             return out
-    # 2 x |diff - median|: integers, so the robust spread is exact.
-    spread2 = np.abs(2 * diff - np.repeat(centre2, counts))
     mad4 = _segment_medians(spread2, counts)  # 4 x the spread
     spread = np.full(n_refs * n_lags, np.inf)
     spread[rows] = mad4 / (4 * LEVELS_PER_LN)

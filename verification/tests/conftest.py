@@ -36,8 +36,8 @@ def _fresh_throttle_counters():
 def corpus() -> FsddCorpus:
     """fsdd recordings as browser features (computed on first use, cached for the session)."""
     folder = Path(settings.SPEAKERAUTH_CORPUS_DIR) / "fsdd"
-    if not (folder / f"0_{GENUINE}_0.wav").is_file():
-        require(False, f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
+    present = (folder / f"0_{GENUINE}_0.wav").is_file()
+    require(present, f"corpus folder {folder} is absent (set SPEAKERAUTH_CORPUS_DIR)")
     return FsddCorpus(folder)
 
 
@@ -45,8 +45,7 @@ def corpus() -> FsddCorpus:
 def ubm(db) -> BackgroundModel:
     """The shipped default background model, installed (the way install_default_ubm does it)
     and active."""
-    if not DEFAULT_PATH.is_file():
-        require(False, f"{DEFAULT_PATH} is missing (the engine ships it)")
+    require(DEFAULT_PATH.is_file(), f"{DEFAULT_PATH} is missing (the engine ships it)")
     row, _ = services.background_model_install(blob=DEFAULT_PATH.read_bytes(), activate=True)
     return row
 
