@@ -10,11 +10,12 @@ A :func:`fingerprint` keeps only what the comparison needs: a coarse log spectro
 does not hide a copy), quantised to 1/16 of a natural-log unit (0.54 dB) over the top 40 dB and
 stored as ``uint8``. It cannot be turned back into the features the engine scores.
 
-:func:`distance` aligns two fingerprints (copies shifted or cropped by up to ``MAX_LAG`` frames;
-the lag is found on the loudness envelopes, then refined) and takes, over the cells within
-``ACTIVE_DB`` of the peak of either one, the median absolute deviation of their difference (a
-robust spread: a few altered cells, or clipped noise in near-silent ones, do not hide a copy; a
-constant offset is removed). Lengths more than ``2 * MAX_LAG`` frames apart are no copy.
+:func:`distance` aligns two fingerprints at every lag up to ``MAX_LAG`` frames (copies shifted or
+cropped) and takes the smallest, over the lags, of the median absolute deviation of their
+difference over the cells within ``ACTIVE_DB`` of the peak of either one (a robust spread: a few
+altered cells, or clipped noise in near-silent ones, do not hide a copy; a constant offset is
+removed). Lengths more than ``2 * MAX_LAG`` frames apart are no copy. Both medians are read off
+per-lag histograms of the integer differences, not sorted.
 
 Measured on the development corpora (``bench/replay_cost.py``): different takes of one speaker
 saying one word are at least 0.25 apart (fsdd, 1680 pairs) and 0.375 (dspspeech20, 4060 pairs;
@@ -91,47 +92,69 @@ def unpack(raw: bytes) -> np.ndarray:
 _MISSING = np.int16(-1)  # padding: no frame at this lag
 # Integer levels: ``level > _ACTIVE_LEVEL`` is ``level > _ACTIVE_INT`` (int16 compares stay int16).
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
-# Sort keys of segment medians: segment * _KEY_SPAN + value + _KEY_BIAS, for values within
-# +-_KEY_BIAS (differences of levels are within +-256, twice their deviations within 0..1022).
-_KEY_BIAS = 2048
-_KEY_SPAN = 2 * _KEY_BIAS
+# Differences of active cells (a real level 0..255 on each side) lie in -255..255: histogram bin
+# ``d + _D_BIAS`` of _N_BINS - 1; ``_spread_ranks`` pads a leading 0 to _N_BINS.
+_D_BIAS = 255
+_N_BINS = 2 * _D_BIAS + 2
+# |2 d - (d_lo + d_hi)| <= 4 * _D_BIAS: the largest possible doubled deviation.
+_MAX_SPREAD2 = 4 * _D_BIAS
 
 
-def _starts(counts: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+def _levels(fp: np.ndarray) -> np.ndarray:
+    """A fingerprint's levels as int16, refusing values no fingerprint holds (the histograms
+    below have a bin for each difference of two levels 0..255, and no more)."""
+    levels = np.asarray(fp, dtype=np.int16)
+    if levels.size and (levels.min() < 0 or levels.max() > 255):
+        raise ValueError("fingerprint levels must lie in 0..255")
+    return levels
 
 
-def _segment_medians(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Twice the median of each segment of ``values`` (integers, 1-D, segment i the next
-    ``counts[i]`` >= 1 entries): -> (n_segments,) int16.
+def _kth(cumulative: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Bin of each row's ``rank``-th smallest value (0-based) from its cumulative histogram."""
+    return (cumulative <= rank[:, None]).sum(axis=1)
 
-    One sort of int32 keys (segment, value) orders every segment at once; it touches only the
-    active cells, and numpy's 32-bit sort is SIMD on any AVX2 machine.
+
+def _spread_ranks(
+    cumulative: np.ndarray, centre2: np.ndarray, ranks: tuple[np.ndarray, ...], upper: int
+) -> list[np.ndarray]:
+    """Per row and rank, the ``rank``-th smallest s = |2 d - centre2| (0-based), or ``upper``
+    when it is at least ``upper``: -> [(n_rows,) int64 per rank].
+
+    #{s <= t} is a difference of two cumulative counts (the d within (centre2 -+ t) / 2) and
+    grows with t: below a small ``upper`` (a cutoff) it is tabulated for every t at once,
+    otherwise a binary search over t finds each rank in ~log2(upper) lookups per row.
     """
-    segment = np.repeat(np.arange(counts.size, dtype=np.int32) * _KEY_SPAN, counts)
-    keys = segment + values.astype(np.int32) + _KEY_BIAS
-    keys.sort()
-    starts = _starts(counts)
-    base = np.arange(counts.size, dtype=np.int32) * _KEY_SPAN
-    low = keys[starts + (counts - 1) // 2] - base
-    high = keys[starts + counts // 2] - base
-    return (low + high - 2 * _KEY_BIAS).astype(np.int16)
+    n_rows = cumulative.shape[0]
+    # counts[:, b]: the number of values in bins < b (cumulative with a leading 0).
+    counts = np.zeros((n_rows, _N_BINS), dtype=cumulative.dtype)
+    counts[:, 1:] = cumulative
+    rows = np.arange(n_rows)[:, None]
+    centre2 = centre2[:, None]
+
+    def within(t: np.ndarray) -> np.ndarray:  # #{s <= t}, t (n_rows, m) or (1, m)
+        first = np.clip(_D_BIAS - ((t - centre2) // 2), 0, _N_BINS - 1)  # ceil((c2 - t) / 2)
+        last = np.clip((centre2 + t) // 2 + _D_BIAS + 1, 0, _N_BINS - 1)  # floor((c2 + t) / 2)
+        return counts[rows, last] - counts[rows, first]
+
+    if upper <= 32:
+        table = within(np.arange(max(upper, 0))[None, :])
+        return [(table <= rank[:, None]).sum(axis=1) for rank in ranks]
+    out = []
+    for rank in ranks:
+        lo = np.zeros((n_rows, 1), dtype=np.int64)
+        hi = np.full((n_rows, 1), upper, dtype=np.int64)
+        while (lo < hi).any():
+            t = (lo + hi) // 2
+            found = within(t) > rank[:, None]
+            hi = np.where(found, t, hi)
+            lo = np.where(found, lo, t + 1)
+        out.append(lo[:, 0])
+    return out
 
 
-def _may_be_below(spread2: np.ndarray, counts: np.ndarray, cutoff: float) -> np.ndarray:
-    """Segments whose robust spread may be below ``cutoff``: (n_segments,) bool, never False
-    for one that is (a necessary condition, cheaper than the spread itself).
-
-    The spread is (s_lo + s_hi) / (4 * LEVELS_PER_LN) for the two middle values of the integers
-    s = |2 d - centre2| (``spread2``, segments as for :func:`_segment_medians`), so below the
-    cutoff s_lo <= half := ceil(2 * LEVELS_PER_LN * cutoff) - 1: at least (counts + 1) // 2 of a
-    segment's s are at most half, which a count finds without sorting.
-    """
-    half = int(np.ceil(2 * LEVELS_PER_LN * cutoff)) - 1
-    if half < 0:
-        return np.zeros(counts.size, dtype=bool)
-    inside = np.add.reduceat((spread2 <= half).view(np.uint8), _starts(counts), dtype=np.int64)
-    return inside >= (counts + 1) // 2
+# Cells handled per block of references: the temporaries of one block (int16 windows, int32 keys,
+# the int64 histogram) stay in the CPU cache; fresh large arrays cost page faults.
+_BLOCK_CELLS = 1 << 17
 
 
 def distances(
@@ -142,13 +165,13 @@ def distances(
 ) -> np.ndarray:
     """:func:`distance` from ``probe`` to each of ``references`` -> (n_references,) float64.
 
-    Every (reference, lag) pair in one vectorised pass of int16 arithmetic: the references are
-    laid on a common frame grid around the probe, and row ``r * n_lags + k`` of the windows holds
-    reference r's frames facing the probe's at lag ``k - max_lag``. With ``cutoff``, distances
-    below it are exact and the others may come back as inf (only "not below" is established),
-    which skips most of the work when nothing is close.
+    Every (reference, lag) pair in vectorised int16 arithmetic, a block of references at a time:
+    the references are laid on a common frame grid around the probe, and row ``r * n_lags + k``
+    of the windows holds reference r's frames facing the probe's at lag ``k - max_lag``. With
+    ``cutoff``, distances below it are exact and the others may come back as inf (only "not
+    below" is established), which skips most of the work when nothing is close.
     """
-    y = np.asarray(probe, dtype=np.int16)
+    y = _levels(probe)
     n, bands = y.shape
     out = np.full(len(references), np.inf)
     lengths = np.array([np.shape(ref)[0] for ref in references], dtype=np.int64)
@@ -156,11 +179,26 @@ def distances(
     keep = np.flatnonzero((lengths > 0) & (np.abs(lengths - n) <= 2 * max_lag))
     if n == 0 or keep.size == 0:
         return out
-    n_refs, n_lags = keep.size, 2 * max_lag + 1
+    n_lags = 2 * max_lag + 1
+    block = max(1, _BLOCK_CELLS // (n_lags * n * bands))
+    for start in range(0, keep.size, block):
+        index = keep[start : start + block]
+        block_refs = [np.asarray(references[i]) for i in index]
+        out[index] = _block_distances(y, block_refs, max_lag, cutoff)
+    return out
+
+
+def _block_distances(
+    y: np.ndarray, references: list[np.ndarray], max_lag: int, cutoff: float | None
+) -> np.ndarray:
+    """:func:`distances` of int16 probe ``y`` to ``references`` (all comparable lengths)."""
+    n, bands = y.shape
+    n_refs, n_lags = len(references), 2 * max_lag + 1
+    lengths = np.array([ref.shape[0] for ref in references], dtype=np.int64)
     padded = np.full((n_refs, n + 2 * max_lag, bands), _MISSING, dtype=np.int16)
-    for row, index in enumerate(keep):
-        frames = min(int(lengths[index]), n + max_lag)  # later frames face no probe frame
-        padded[row, max_lag : max_lag + frames] = np.asarray(references[index])[:frames]
+    for row, ref in enumerate(references):
+        frames = min(ref.shape[0], n + max_lag)  # later frames face no probe frame
+        padded[row, max_lag : max_lag + frames] = _levels(ref[:frames])
     views = np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_refs, n_lags, n * bands),
@@ -173,7 +211,7 @@ def distances(
     counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
     # Frames facing each other at each lag (the padding is known, so no need to count them).
     lag = np.arange(n_lags)[None, :]
-    ref_len = lengths[keep][:, None]
+    ref_len = lengths[:, None]
     overlap = np.minimum(lag + n, max_lag + ref_len) - np.maximum(lag, max_lag)
     usable = (
         (overlap >= MIN_OVERLAP * np.minimum(ref_len, n))
@@ -181,26 +219,30 @@ def distances(
         & (counts.reshape(n_refs, n_lags) >= MIN_ACTIVE_CELLS)
     ).ravel()
     rows = np.flatnonzero(usable)
+    out = np.full(n_refs, np.inf)
     if rows.size == 0:
         return out
-    # The usable rows' active differences, row after row (a row's counts[row] >= 1 entries).
+    # Each usable row's histogram of active differences (inactive cells in one extra bin): the
+    # medians below are read off cumulative counts, exact for integers, without sorting.
     if rows.size < usable.size:
         windows, active = windows[rows], active[rows]
     counts = counts[rows]
-    diff = np.subtract(windows, flat_y, out=windows)[active]  # int16: within +-256
-    centre2 = _segment_medians(diff, counts)  # 2 x the median difference
-    # 2 x |diff - median|: integers (int16, <= 1022), so the robust spread is exact.
-    spread2 = np.abs(2 * diff - np.repeat(centre2, counts))
-    if cutoff is not None:
-        near = _may_be_below(spread2, counts, cutoff)
-        rows, spread2, counts = rows[near], spread2[np.repeat(near, counts)], counts[near]
-        if rows.size == 0:
-            return out
-    mad4 = _segment_medians(spread2, counts)  # 4 x the spread
+    keys = np.subtract(windows, flat_y, dtype=np.int32)  # within +-255 where active
+    keys += (np.arange(rows.size, dtype=np.int32) * (_N_BINS - 1) + _D_BIAS)[:, None]
+    trash = rows.size * (_N_BINS - 1)
+    np.putmask(keys, ~active, trash)
+    histogram = np.bincount(keys.ravel(), minlength=trash + 1)[:trash]
+    cumulative = np.cumsum(histogram.reshape(rows.size, _N_BINS - 1), axis=1, dtype=np.int32)
+    low, high = (counts - 1) // 2, counts // 2  # ranks of the two middle values
+    centre2 = _kth(cumulative, low) + _kth(cumulative, high) - 2 * _D_BIAS  # 2 x the median
+    # 4 x the spread = the two middle values of s = |2 d - centre2|. With a cutoff, only values
+    # that can sum below 64 x cutoff are looked for; beyond that a row is "not below".
+    upper = _MAX_SPREAD2 + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
+    s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper)
+    mad4 = np.where(s_high < upper, s_low + s_high, np.inf)
     spread = np.full(n_refs * n_lags, np.inf)
     spread[rows] = mad4 / (4 * LEVELS_PER_LN)
-    out[keep] = spread.reshape(n_refs, n_lags).min(axis=1)
-    return out
+    return spread.reshape(n_refs, n_lags).min(axis=1)
 
 
 def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:

@@ -110,6 +110,19 @@ def test_fingerprint_round_trips_through_bytes(corpus):
     assert fp.shape[1] == replay.FINGERPRINT_BANDS
 
 
+@pytest.mark.parametrize("bad", [256, -1])
+def test_levels_no_fingerprint_holds_are_refused(bad):
+    # The distance histograms have one bin per difference of two levels 0..255: a wider value
+    # would count in a neighbouring lag's histogram, so it is refused, not folded in silently.
+    ok = np.full((30, 20), 100, dtype=np.int64)
+    wrong = ok.copy()
+    wrong[3, 4] = bad
+    with pytest.raises(ValueError, match="0..255"):
+        replay.distances(wrong, [ok])
+    with pytest.raises(ValueError, match="0..255"):
+        replay.distances(ok, [ok, wrong])
+
+
 def test_silence_fingerprint_is_all_floor_and_matches_nothing():
     silent = replay.fingerprint(np.zeros((30, 40)))
     assert not silent.any()
