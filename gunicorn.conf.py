@@ -1,7 +1,8 @@
 """Gunicorn settings: the Heroku `web` process and the local production smoke, bench and load runs.
 
 Environment: PORT (Heroku sets it), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
-(threads per worker), GUNICORN_TIMEOUT. Command-line flags override this file
+(threads per worker), GUNICORN_TIMEOUT, GUNICORN_KEEPALIVE (seconds; 0, the default, closes each
+connection after its response). Command-line flags override this file
 (`gunicorn speakerauth.wsgi -c gunicorn.conf.py --bind 127.0.0.1:8001`).
 """
 
@@ -27,7 +28,13 @@ preload_app = True
 # Heroku's router gives up after 30 s; stop the work before that.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "25"))
 graceful_timeout = 20
-keepalive = 5
+# No keep-alive: a gthread worker accepts every connection it can, and a kept-alive connection
+# stays with that worker, so a few busy clients (or a proxy's pooled connections) all land on one
+# process and its GIL while the others idle (make bench, 2 workers, c=8: one worker at 110 % CPU,
+# the other at 0; 34 req/s). Closed after each response, the next request goes to whichever
+# worker accepts first, usually an idle one (58 req/s, both workers busy). GUNICORN_KEEPALIVE=5
+# restores it, e.g. behind a proxy that spreads its connections over the workers itself.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 
 # Several gunicorns may share one machine (CI, benchmarks); the control socket is unused.
 control_socket_disable = True

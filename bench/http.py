@@ -18,8 +18,12 @@ database ``speakerauth_bench``) with four evaluation settings: lockout off
 (``VERIFICATION_LOCKOUT_FAILURES=0``, many attempts per user), no per-user throttle
 (``VERIFICATION_THROTTLE_RATE``), a long challenge lifetime (the challenges are all created
 before the timed runs, so only the score request is measured) and no request logging. The load
-generator is this process: one thread and one keep-alive connection per concurrent client,
-bodies serialised in advance, loopback only, bounded in count and time.
+generator is this process: one thread and one connection per concurrent client (reopened when
+gunicorn closes it after a response), bodies serialised in advance, loopback only, bounded in
+count and time. Each client speaks for its own users (32 users, user i on client i mod c), as
+people verify one attempt at a time, and every user first makes ``STEADY_STATE_ATTEMPTS``
+attempts, so the replay check compares each utterance with a full memory of that user's recent
+ones.
 Client and server share the machine's cores, which the figures include.
 """
 
@@ -90,8 +94,13 @@ class Scale:
     max_seconds: float
 
 
-FULL = Scale(users=24, verify_c1=400, verify_c8=2000, verify_c32=2000, json_c1=150, max_seconds=60)
-QUICK = Scale(users=8, verify_c1=100, verify_c8=400, verify_c32=400, json_c1=40, max_seconds=20)
+# As many users as the highest concurrency: each client speaks for its own users (one person, one
+# browser, one attempt at a time), so no two requests in flight verify the same user.
+FULL = Scale(users=32, verify_c1=400, verify_c8=2000, verify_c32=2000, json_c1=150, max_seconds=60)
+QUICK = Scale(users=32, verify_c1=100, verify_c8=400, verify_c32=400, json_c1=40, max_seconds=20)
+# Attempts per user before the timed runs: a user in steady state has the replay check's full
+# memory of recent attempts (services.REPLAY_RECENT_FINGERPRINTS = 100 fingerprints, 5 per attempt).
+STEADY_STATE_ATTEMPTS = 20
 
 
 @dataclass
@@ -141,7 +150,7 @@ def run_load(
     *,
     max_seconds: float,
 ) -> Run:
-    """Each client thread sends its items in order on its own keep-alive connection."""
+    """Each client thread sends its items in order on its own connection."""
     run = Run(concurrency=len(per_client))
     lock = threading.Lock()
     start = threading.Barrier(len(per_client) + 1)
@@ -184,6 +193,16 @@ def run_load(
 def deal(items: Sequence[Any], n: int) -> list[list[Any]]:
     """Round-robin ``items`` over ``n`` clients."""
     return [list(items[i::n]) for i in range(n)]
+
+
+def deal_by_user(items: Sequence[tuple[str, bytes]], tokens: list[str], n: int) -> list[list[Any]]:
+    """``(token, body)`` items over ``n`` clients, each user's on one client in order (user i on
+    client i mod n): as many users as clients means no two requests in flight share a user."""
+    client_of = {token: i % n for i, token in enumerate(tokens)}
+    per_client: list[list[Any]] = [[] for _ in range(n)]
+    for item in items:
+        per_client[client_of[item[0]]].append(item)
+    return per_client
 
 
 # --------------------------------------------------------------------------------------------------
@@ -650,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
             for run in results["enroll"]:
                 log(f"    {run.summary()}")
 
-            warmup = 3 * server_workers(server)
+            warmup = STEADY_STATE_ATTEMPTS * len(tokens)
             per_user = -(
                 -(warmup + scale.verify_c1 + scale.verify_c8 + scale.verify_c32 + scale.json_c1)
                 // len(tokens)
@@ -670,7 +689,10 @@ def main(argv: list[str] | None = None) -> int:
                 cursor += n
                 return chunk
 
-            run_load(server.base_url, deal(take(warmup, bodies), 2), send, max_seconds=30)
+            log(f"warm-up: {warmup} attempts ({STEADY_STATE_ATTEMPTS} per user), c=8")
+            run_load(
+                server.base_url, deal_by_user(take(warmup, bodies), tokens, 8), send, max_seconds=90
+            )
             decisions: Counter = Counter()
             runs = []
             for concurrency, n in (
@@ -680,7 +702,10 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 items = take(n, bodies)
                 run = run_load(
-                    server.base_url, deal(items, concurrency), send, max_seconds=scale.max_seconds
+                    server.base_url,
+                    deal_by_user(items, tokens, concurrency),
+                    send,
+                    max_seconds=scale.max_seconds,
                 )
                 runs.append(run)
                 log(f"verification {run.summary()}")
@@ -706,10 +731,6 @@ def main(argv: list[str] | None = None) -> int:
         write_markdown(args.write, http_md, engine_report, results)
         log(f"\nwrote {args.write.relative_to(ROOT) if args.write.is_absolute() else args.write}")
     return 0
-
-
-def server_workers(server: Gunicorn) -> int:
-    return max(1, len(server.worker_pids()))
 
 
 def decision_counts(env: dict[str, str]) -> dict[str, int]:

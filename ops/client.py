@@ -1,7 +1,9 @@
 """A small HTTP client for the SpeakerAuth API and real utterance payloads from the corpus.
 
-Standard library only (``http.client``): one keep-alive connection per client, so that a thread of
-the load generator costs little and measures the server, not the client. Every request carries
+Standard library only (``http.client``): one connection per client, kept alive when the server
+allows it (``http.client`` reopens it when the server closes it after a response, as
+``gunicorn.conf.py`` does by default), so that a thread of the load generator costs little and
+measures the server, not the client. Every request carries
 ``X-Forwarded-Proto: https`` as the Heroku router's do, so the production settings
 (``SECURE_SSL_REDIRECT``, secure cookies, HTTPS CSRF checks) stay on.
 """
@@ -41,7 +43,8 @@ class Response:
 
 @dataclass
 class Http:
-    """One keep-alive connection to ``base_url``; token or session-cookie authentication."""
+    """One connection to ``base_url`` (kept alive if the server allows); token or session-cookie
+    authentication."""
 
     base_url: str
     token: str | None = None
@@ -57,7 +60,8 @@ class Http:
         return f"https://{parts.netloc}" if self.forwarded_https else self.base_url
 
     def _connection(self) -> http.client.HTTPConnection:
-        # gunicorn closes idle keep-alive connections after 5 s; never race it with a POST.
+        # gunicorn closes idle keep-alive connections (GUNICORN_KEEPALIVE s); never race it with
+        # a POST.
         if self._conn is not None and time.monotonic() - self._last_used > 2.0:
             self.close()
         if self._conn is None:
