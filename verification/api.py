@@ -177,8 +177,8 @@ def handle_train(request: Request) -> Response:
             f'{{"version": "{consent.CONSENT_VERSION}", "agreed": true}} to /api/v1/consent/.'
         )
     utterances = parse_utterances_body(request.data)
-    services.voiceprint_train(user=request.user, utterances=utterances)
-    body = {**status_response(request.user), "added": len(utterances)}
+    after = services.voiceprint_enroll(user=request.user, utterances=utterances)
+    body = {**VoiceprintStatusSerializer(after).data, "added": len(utterances)}
     return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -221,9 +221,26 @@ def speaker_model_train(*, user) -> SpeakerModel | None:
     return _speaker_model_save(user=user, fitted=fitted, previous=status.model)
 
 
-@transaction.atomic
 def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> SpeakerModel | None:
-    """Add enrollment utterances and re-adapt the model once every digit has enough of them.
+    """Add enrollment utterances and re-adapt the model once every digit has enough of them;
+    -> the model this adapted (None if none)."""
+    return _voiceprint_train(user=user, utterances=utterances)[1]
+
+
+def voiceprint_enroll(
+    *, user, utterances: Sequence[features.Utterance]
+) -> selectors.EnrollmentStatus:
+    """``voiceprint_train``, answered with the enrollment status after it, known inside the same
+    transaction: no read after COMMIT, which costs two queries and, with the database lost in
+    between, turned an utterance already stored into an error response."""
+    return _voiceprint_train(user=user, utterances=utterances)[0]
+
+
+@transaction.atomic
+def _voiceprint_train(
+    *, user, utterances: Sequence[features.Utterance]
+) -> tuple[selectors.EnrollmentStatus, SpeakerModel | None]:
+    """-> (status after, model adapted now or None).
 
     The model is adapted, and the utterances and the model written, *before* the first audit
     append: that takes the audit chain's lock, held to COMMIT, so every enrollment on the server
@@ -254,7 +271,7 @@ def voiceprint_train(*, user, utterances: Sequence[features.Utterance]) -> Speak
         _utterance_audit(row)
     if speaker_model is not None:
         _model_trained_audit(user=user, speaker_model=speaker_model, fitted=fitted)
-    return speaker_model
+    return dataclasses.replace(after, model=speaker_model or status.model), speaker_model
 
 
 @transaction.atomic

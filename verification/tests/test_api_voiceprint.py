@@ -92,6 +92,24 @@ def test_train_stores_a_single_utterance_and_reports_progress(alice_api, consent
     assert row.frame_count == corpus.utterance(GENUINE, 3, 0).n_frames
 
 
+def test_train_answers_the_committed_status_and_reads_nothing_after_commit(
+    transactional_db, alice_api, consenting_alice, ubm, corpus
+):
+    # The status in the response is known inside the enrollment's transaction: nothing runs
+    # after its COMMIT, so a database lost after it cannot turn a stored utterance into an error.
+    first = _batch(corpus, range(ENROLL_PER_DIGIT))
+    more = {"utterances": [payload(corpus.utterance(GENUINE, 4, ENROLL_PER_DIGIT))]}
+    for body, trained in ((_batch(corpus, [0], digits=[1]), False), (first, True), (more, True)):
+        with CaptureQueriesContext(connection) as queries:
+            response = alice_api.post(TRAIN, body, format="json")
+        assert response.status_code == 201, response.content
+        assert queries.captured_queries[-1]["sql"] == "COMMIT"
+        answered = response.json()
+        assert answered.pop("added") == len(body["utterances"])
+        assert answered["trained"] is trained
+        assert answered == alice_api.get(STATUS).json()
+
+
 def test_train_stores_a_list_of_utterances(alice_api, consenting_alice, corpus):
     response = alice_api.post(TRAIN, _batch(corpus, [0], digits=[1, 2, 2]), format="json")
     assert response.status_code == 201
