@@ -602,8 +602,9 @@ def write_markdown(path: Path, http_md: str, engine_report: str, results: dict[s
             "production stack (`DJANGO_DEBUG=false`, `gunicorn.conf.py`, a throwaway Postgres "
             "database), enrolls FSDD speakers over HTTP with features computed by "
             "`verification.features` (the browser's Meyda port), creates all challenges first and "
-            "times only the score requests. Evaluation settings: lockout off "
-            "(`VERIFICATION_LOCKOUT_FAILURES=0`), per-user throttle off "
+            "times only the score requests, each client sending its own users' (32 users, each "
+            f"with {STEADY_STATE_ATTEMPTS} warm-up attempts first). Evaluation settings: "
+            "lockout off (`VERIFICATION_LOCKOUT_FAILURES=0`), per-user throttle off "
             "(`VERIFICATION_THROTTLE_RATE`), long challenge lifetime.",
             "",
             http_md,
