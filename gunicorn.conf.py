@@ -30,10 +30,11 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "25"))
 graceful_timeout = 20
 # No keep-alive: a gthread worker accepts every connection it can, and a kept-alive connection
 # stays with that worker, so a few busy clients (or a proxy's pooled connections) all land on one
-# process and its GIL while the others idle (make bench, 2 workers, c=8: one worker at 110 % CPU,
-# the other at 0; 34 req/s). Closed after each response, the next request goes to whichever
-# worker accepts first, usually an idle one (58 req/s, both workers busy). GUNICORN_KEEPALIVE=5
-# restores it, e.g. behind a proxy that spreads its connections over the workers itself.
+# process and its GIL while the others idle (seen in a `bench.http --quick` run, 2 workers, c=8:
+# one worker at 110 % CPU, the other at 0, 34 req/s; how connections split is luck). Closed after
+# each response, the next request goes to whichever worker accepts first, usually an idle one
+# (58 req/s, both busy). GUNICORN_KEEPALIVE=5 restores it, e.g. behind a proxy that spreads its
+# connections over the workers itself.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 
 # Several gunicorns may share one machine (CI, benchmarks); the control socket is unused.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import time
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -164,7 +165,17 @@ def browser_page(chromium, live_server, microphone):
     )
     page.route(re.compile(r".*/__e2e__/audio\?.*"), microphone.handle)
     page.problems = problems
+    in_flight: set = set()
+    context.on("request", lambda request: in_flight.add(request))
+    context.on("requestfinished", lambda request: in_flight.discard(request))
+    context.on("requestfailed", lambda request: in_flight.discard(request))
     yield page
+    # A test may end as soon as a request is sent (expect_request): let the live server answer
+    # it before the database is flushed, or the flush's TRUNCATE and that request's transaction
+    # can deadlock (seen once in CI, at the teardown of a test ending on a train POST).
+    deadline = time.monotonic() + 15
+    while in_flight and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
     context.close()
     assert not problems, problems
 
