@@ -102,11 +102,12 @@ _MAX_SPREAD2 = 4 * _D_BIAS
 
 def _levels(fp: np.ndarray) -> np.ndarray:
     """A fingerprint's levels as int16, refusing values no fingerprint holds (the histograms
-    below have a bin for each difference of two levels 0..255, and no more)."""
-    levels = np.asarray(fp, dtype=np.int16)
-    if levels.size and (levels.min() < 0 or levels.max() > 255):
+    below have a bin for each difference of two levels 0..255, and no more). ``fingerprint`` and
+    ``unpack`` give uint8, which needs no check: the service's references skip it."""
+    fp = np.asarray(fp)
+    if fp.dtype != FINGERPRINT_DTYPE and fp.size and (fp.min() < 0 or fp.max() > 255):
         raise ValueError("fingerprint levels must lie in 0..255")
-    return levels
+    return fp.astype(np.int16, copy=False)
 
 
 def _kth(cumulative: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -183,22 +184,26 @@ def distances(
     block = max(1, _BLOCK_CELLS // (n_lags * n * bands))
     for start in range(0, keep.size, block):
         index = keep[start : start + block]
-        block_refs = [np.asarray(references[i]) for i in index]
-        out[index] = _block_distances(y, block_refs, max_lag, cutoff)
+        block_refs = [references[i] for i in index]
+        out[index] = _block_distances(y, block_refs, lengths[index], max_lag, cutoff)
     return out
 
 
 def _block_distances(
-    y: np.ndarray, references: list[np.ndarray], max_lag: int, cutoff: float | None
+    y: np.ndarray,
+    references: list[np.ndarray],
+    lengths: np.ndarray,
+    max_lag: int,
+    cutoff: float | None,
 ) -> np.ndarray:
-    """:func:`distances` of int16 probe ``y`` to ``references`` (all comparable lengths)."""
+    """:func:`distances` of int16 probe ``y`` to ``references`` (frame counts ``lengths``, all
+    comparable with the probe's)."""
     n, bands = y.shape
     n_refs, n_lags = len(references), 2 * max_lag + 1
-    lengths = np.array([ref.shape[0] for ref in references], dtype=np.int64)
     padded = np.full((n_refs, n + 2 * max_lag, bands), _MISSING, dtype=np.int16)
     for row, ref in enumerate(references):
-        frames = min(ref.shape[0], n + max_lag)  # later frames face no probe frame
-        padded[row, max_lag : max_lag + frames] = _levels(ref[:frames])
+        frames = min(int(lengths[row]), n + max_lag)  # later frames face no probe frame
+        padded[row, max_lag : max_lag + frames] = _levels(np.asarray(ref)[:frames])
     views = np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_refs, n_lags, n * bands),
