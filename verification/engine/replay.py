@@ -92,12 +92,9 @@ def unpack(raw: bytes) -> np.ndarray:
 _MISSING = np.int16(-1)  # padding: no frame at this lag
 # Integer levels: ``level > _ACTIVE_LEVEL`` is ``level > _ACTIVE_INT`` (int16 compares stay int16).
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
-# Differences of active cells (a real level 0..255 on each side) lie in -255..255: histogram bin
-# ``d + _D_BIAS`` of _N_BINS - 1; ``_spread_ranks`` pads a leading 0 to _N_BINS.
-_D_BIAS = 255
-_N_BINS = 2 * _D_BIAS + 2
-# |2 d - (d_lo + d_hi)| <= 4 * _D_BIAS: the largest possible doubled deviation.
-_MAX_SPREAD2 = 4 * _D_BIAS
+# Levels are 0..255 (uint8), but ``fingerprint`` makes at most FLOOR_DB's worth (147): the
+# histograms below span the differences -top..top of the highest level ``top`` a block holds.
+_MAX_LEVEL = 255
 
 
 def _levels(fp: np.ndarray) -> np.ndarray:
@@ -105,7 +102,7 @@ def _levels(fp: np.ndarray) -> np.ndarray:
     below have a bin for each difference of two levels 0..255, and no more). ``fingerprint`` and
     ``unpack`` give uint8, which needs no check: the service's references skip it."""
     fp = np.asarray(fp)
-    if fp.dtype != FINGERPRINT_DTYPE and fp.size and (fp.min() < 0 or fp.max() > 255):
+    if fp.dtype != FINGERPRINT_DTYPE and fp.size and (fp.min() < 0 or fp.max() > _MAX_LEVEL):
         raise ValueError("fingerprint levels must lie in 0..255")
     return fp.astype(np.int16, copy=False)
 
@@ -116,25 +113,30 @@ def _kth(cumulative: np.ndarray, rank: np.ndarray) -> np.ndarray:
 
 
 def _spread_ranks(
-    cumulative: np.ndarray, centre2: np.ndarray, ranks: tuple[np.ndarray, ...], upper: int
+    cumulative: np.ndarray,
+    centre2: np.ndarray,
+    ranks: tuple[np.ndarray, ...],
+    upper: int,
+    top: int,
 ) -> list[np.ndarray]:
     """Per row and rank, the ``rank``-th smallest s = |2 d - centre2| (0-based), or ``upper``
-    when it is at least ``upper``: -> [(n_rows,) int64 per rank].
+    when it is at least ``upper``: -> [(n_rows,) int64 per rank]. Bin b of ``cumulative``
+    counts the differences d <= b - top.
 
     #{s <= t} is a difference of two cumulative counts (the d within (centre2 -+ t) / 2) and
     grows with t: below a small ``upper`` (a cutoff) it is tabulated for every t at once,
     otherwise a binary search over t finds each rank in ~log2(upper) lookups per row.
     """
-    n_rows = cumulative.shape[0]
+    n_rows, n_bins = cumulative.shape
     # counts[:, b]: the number of values in bins < b (cumulative with a leading 0).
-    counts = np.zeros((n_rows, _N_BINS), dtype=cumulative.dtype)
+    counts = np.zeros((n_rows, n_bins + 1), dtype=cumulative.dtype)
     counts[:, 1:] = cumulative
     rows = np.arange(n_rows)[:, None]
     centre2 = centre2[:, None]
 
     def within(t: np.ndarray) -> np.ndarray:  # #{s <= t}, t (n_rows, m) or (1, m)
-        first = np.clip(_D_BIAS - ((t - centre2) // 2), 0, _N_BINS - 1)  # ceil((c2 - t) / 2)
-        last = np.clip((centre2 + t) // 2 + _D_BIAS + 1, 0, _N_BINS - 1)  # floor((c2 + t) / 2)
+        first = np.clip(top - ((t - centre2) // 2), 0, n_bins)  # ceil((c2 - t) / 2)
+        last = np.clip((centre2 + t) // 2 + top + 1, 0, n_bins)  # floor((c2 + t) / 2)
         return counts[rows, last] - counts[rows, first]
 
     if upper <= 32:
@@ -153,7 +155,7 @@ def _spread_ranks(
     return out
 
 
-# Cells handled per block of references: the temporaries of one block (int16 windows, int32 keys,
+# Cells handled per block of references: the temporaries of one block (the active mask, int32 keys,
 # the int64 histogram) stay in the CPU cache; fresh large arrays cost page faults.
 _BLOCK_CELLS = 1 << 17
 
@@ -210,9 +212,11 @@ def _block_distances(
         strides=(padded.strides[0], padded.strides[1], padded.strides[2]),
         writeable=False,
     )
-    windows = np.array(views).reshape(n_refs * n_lags, n * bands)  # a copy: written below
     flat_y = y.reshape(-1)
-    active = (windows > _ACTIVE_INT) | ((flat_y > _ACTIVE_INT) & (windows != _MISSING))
+    # Active: a reference level above _ACTIVE_INT, or any real one (not the padding, which lies
+    # below every level) facing a probe level above it. One comparison with a per-cell limit.
+    limit = np.where(flat_y > _ACTIVE_INT, _MISSING, _ACTIVE_INT).astype(np.int16)
+    active = (views > limit).reshape(n_refs * n_lags, n * bands)
     counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
     # Frames facing each other at each lag (the padding is known, so no need to count them).
     lag = np.arange(n_lags)[None, :]
@@ -227,23 +231,23 @@ def _block_distances(
     out = np.full(n_refs, np.inf)
     if rows.size == 0:
         return out
-    # Each usable row's histogram of active differences (inactive cells in one extra bin): the
-    # medians below are read off cumulative counts, exact for integers, without sorting.
+    # Each usable row's histogram of its active differences: the medians below are read off
+    # cumulative counts, exact for integers, without sorting. Row r's bins hold d = -top..top.
+    top = max(int(padded.max()), int(y.max()), 0)
+    n_bins = 2 * top + 1
+    keys = np.subtract(views, flat_y, dtype=np.int32).reshape(n_refs * n_lags, n * bands)
     if rows.size < usable.size:
-        windows, active = windows[rows], active[rows]
+        keys, active = keys[rows], active[rows]
     counts = counts[rows]
-    keys = np.subtract(windows, flat_y, dtype=np.int32)  # within +-255 where active
-    keys += (np.arange(rows.size, dtype=np.int32) * (_N_BINS - 1) + _D_BIAS)[:, None]
-    trash = rows.size * (_N_BINS - 1)
-    np.putmask(keys, ~active, trash)
-    histogram = np.bincount(keys.ravel(), minlength=trash + 1)[:trash]
-    cumulative = np.cumsum(histogram.reshape(rows.size, _N_BINS - 1), axis=1, dtype=np.int32)
+    keys += (np.arange(rows.size, dtype=np.int32) * n_bins + top)[:, None]
+    histogram = np.bincount(keys[active], minlength=rows.size * n_bins)
+    cumulative = np.cumsum(histogram.reshape(rows.size, n_bins), axis=1, dtype=np.int32)
     low, high = (counts - 1) // 2, counts // 2  # ranks of the two middle values
-    centre2 = _kth(cumulative, low) + _kth(cumulative, high) - 2 * _D_BIAS  # 2 x the median
-    # 4 x the spread = the two middle values of s = |2 d - centre2|. With a cutoff, only values
-    # that can sum below 64 x cutoff are looked for; beyond that a row is "not below".
-    upper = _MAX_SPREAD2 + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
-    s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper)
+    centre2 = _kth(cumulative, low) + _kth(cumulative, high) - 2 * top  # 2 x the median
+    # 4 x the spread = the two middle values of s = |2 d - centre2| <= 4 top. With a cutoff,
+    # only values that can sum below 64 x cutoff are looked for; beyond, a row is "not below".
+    upper = 4 * top + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
+    s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper, top)
     mad4 = np.where(s_high < upper, s_low + s_high, np.inf)
     spread = np.full(n_refs * n_lags, np.inf)
     spread[rows] = mad4 / (4 * LEVELS_PER_LN)
