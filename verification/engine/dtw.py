@@ -42,10 +42,13 @@ def dtw_distances(
     flat_t = templates.reshape(-1, n_dims)
     ones_q, ones_t = np.ones((by_frame.shape[0], 1)), np.ones((flat_t.shape[0], 1))
     q_aug = np.hstack([by_frame, np.sum(by_frame * by_frame, axis=1, keepdims=True), ones_q])
-    t_aug = np.hstack([-2.0 * flat_t, ones_t, np.sum(flat_t * flat_t, axis=1, keepdims=True)])
+    # A template's padding frames get |t|^2 = inf: every distance to them comes out +inf (the
+    # padding's other entries are 0 and the query's ones column finite, so no 0 x inf).
+    t_norms = np.sum(flat_t * flat_t, axis=1, keepdims=True)
+    t_norms[(np.arange(max_m)[None, :] >= template_lengths[:, None]).ravel()] = np.inf
+    t_aug = np.hstack([-2.0 * flat_t, ones_t, t_norms])
     sq = (q_aug @ t_aug.T).reshape(max_n, n_q, n_t, max_m)
     cost = np.sqrt(np.maximum(sq, 0.0, out=sq), out=sq)
-    cost[:, :, np.arange(max_m)[None, :] >= template_lengths[:, None]] = np.inf
 
     # acc[..., j + 2] holds the path cost ending at template frame j; two +inf columns in front
     # stand for "advance from before the start", so each row is three shifted minima, in place

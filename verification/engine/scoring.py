@@ -18,12 +18,26 @@ from .gmm import logsumexp_rows, weighted_log_densities
 
 
 def top_components(ubm_wld: np.ndarray, top_c: int) -> np.ndarray:
-    """Indices of the top_c best-scoring UBM components per frame.
+    """Indices of the top_c best-scoring UBM components per frame, best first.
 
-    ubm_wld (n_frames, n_components) weighted log densities -> (n_frames, top_c), unordered.
+    ubm_wld (n_frames, n_components) weighted log densities -> (n_frames, top_c). A few rounds
+    of argmax (masking each winner) are several times faster than ``argpartition`` for the few
+    components scored (5 of 128): on a few hundred frames its per-row cost dominated scoring.
     """
-    top_c = min(top_c, ubm_wld.shape[1])
-    return np.argpartition(ubm_wld, ubm_wld.shape[1] - top_c, axis=1)[:, -top_c:]
+    n_frames, n_components = ubm_wld.shape
+    top_c = min(top_c, n_components)
+    if top_c > _ARGMAX_ROUNDS or not np.isfinite(ubm_wld).all():  # -inf could repeat a winner
+        return np.argpartition(ubm_wld, n_components - top_c, axis=1)[:, -top_c:]
+    work = ubm_wld.copy()
+    rows = np.arange(n_frames)
+    top = np.empty((n_frames, top_c), dtype=np.intp)
+    for k in range(top_c):
+        top[:, k] = best = work.argmax(axis=1)
+        work[rows, best] = -np.inf
+    return top
+
+
+_ARGMAX_ROUNDS = 16  # beyond this many components per frame, argpartition
 
 
 @dataclass(frozen=True)

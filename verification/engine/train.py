@@ -62,7 +62,15 @@ def _quiet(message: str) -> None:
 def speech_frames(
     utterances: Sequence[features.Utterance], cepstra_config: features.CepstraConfig
 ) -> list[np.ndarray]:
-    return [features.cepstra(u, cepstra_config) for u in utterances]
+    """Cepstra of every utterance, a few hundred at a time (``features.cepstra_many``)."""
+    utterances = list(utterances)
+    out: list[np.ndarray] = []
+    for i in range(0, len(utterances), _CEPSTRA_BATCH):
+        out += features.cepstra_many(utterances[i : i + _CEPSTRA_BATCH], cepstra_config)
+    return out
+
+
+_CEPSTRA_BATCH = 256  # utterances per cepstra_many call: ~25 MB of float64 temporaries
 
 
 def build_cohort(

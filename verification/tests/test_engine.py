@@ -91,6 +91,23 @@ def test_top_components_picks_the_best_per_frame():
     np.testing.assert_array_equal(top, [[1, 3], [0, 2]])
 
 
+def test_top_components_are_best_first_and_agree_with_argpartition():
+    rng = np.random.default_rng(0)
+    wld = rng.normal(size=(300, 128))
+    top = top_components(wld, 5)
+    picked = np.take_along_axis(wld, top, axis=1)
+    assert (np.diff(picked, axis=1) < 0).all()  # best first
+    reference = np.argpartition(wld, 123, axis=1)[:, -5:]
+    np.testing.assert_array_equal(np.sort(top, axis=1), np.sort(reference, axis=1))
+
+
+def test_top_components_with_minus_infinity_never_repeat_a_component():
+    wld = np.array([[0.0, -np.inf, -np.inf, -np.inf], [-np.inf, 2.0, -np.inf, 1.0]])
+    top = top_components(wld, 3)
+    assert all(len(set(row)) == 3 for row in top.tolist())
+    assert {1, 3} <= set(top[1].tolist())  # both finite ones
+
+
 def test_frame_llr_with_all_components_is_the_exact_likelihood_ratio():
     rng = np.random.default_rng(3)
     weights, means, variances = random_gmm(rng, n_components=5, n_dims=4)

@@ -563,6 +563,54 @@ def test_cepstra_of_empty_utterance_is_empty():
     assert cepstra(utt).shape == (0, F.DEFAULT_CONFIG.n_dims)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        F.DEFAULT_CONFIG,
+        CepstraConfig(deltas=0),
+        CepstraConfig(deltas=1, band_lo=2, band_hi=30, floor_db=50.0),
+        CepstraConfig(vad_db=None, cvn=True),
+        CepstraConfig(vad_db=3.0, min_frames=15, cmn=False),
+    ],
+)
+def test_cepstra_many_equals_cepstra_of_each_utterance(config):
+    """The batched path is the per-utterance one, for utterances of every kind (short ones
+    below min_frames, a burst in silence so the VAD falls back to its loudest frames, different
+    gains), whatever the batch around them. Equal up to the DCT product's rounding: BLAS may
+    round a row differently by its place in the matrix (seen: 1e-16 for constant frames)."""
+    signals = [speech_like(s, seed=i) for i, s in enumerate((0.6, 1.0, 0.3, 0.8))]
+    signals[1][:9000] = 0.0  # mostly silent: few frames pass a tight VAD
+    signals[3] = signals[3] * np.float32(0.05)
+    utts = [Utterance(*meyda_features(x)) for x in signals]
+    short = Utterance(utts[0].mel_bands[:6], utts[0].rms[:6])  # fewer frames than min_frames
+    burst = np.zeros(16000, dtype=np.float32)
+    burst[4000:4300] = speech_like(0.05)[:300]  # a few loud frames: the VAD keeps min_frames
+    batch = [utts[0], short, *utts[1:], Utterance(*meyda_features(burst))]
+    for group in (batch, batch[::-1], batch[2:3]):
+        got = F.cepstra_many(group, config)
+        assert len(got) == len(group)
+        for feats, utt in zip(got, group, strict=True):
+            np.testing.assert_allclose(feats, cepstra(utt, config), rtol=1e-6, atol=1e-9)
+            assert feats.dtype == np.float32
+
+
+def test_cepstra_many_handles_empty_input_and_empty_utterances(utterance):
+    empty = Utterance(np.zeros((0, 40)), np.zeros(0))
+    assert F.cepstra_many([]) == []
+    got = F.cepstra_many([utterance, empty])
+    np.testing.assert_allclose(got[0], cepstra(utterance), rtol=1e-6, atol=1e-9)
+    assert got[1].shape == (0, F.DEFAULT_CONFIG.n_dims)
+
+
+def test_segment_deltas_repeat_each_segments_own_edges():
+    x = np.arange(10, dtype=np.float64)[:, None] ** 2
+    first = np.repeat([0, 4], [4, 6])
+    last = np.repeat([3, 9], [4, 6])
+    got = F._segment_deltas(x, first, last, 2)
+    np.testing.assert_array_equal(got[:4], F._deltas(x[:4], 2))
+    np.testing.assert_array_equal(got[4:], F._deltas(x[4:], 2))
+
+
 # --- extract_features command ---------------------------------------------------------------
 
 
