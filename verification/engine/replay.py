@@ -158,6 +158,7 @@ def _spread_ranks(
 # Cells handled per block of references: the temporaries of one block (the active mask, int32 keys,
 # the int64 histogram) stay in the CPU cache; fresh large arrays cost page faults.
 _BLOCK_CELLS = 1 << 17
+_UINT16_KEYS = 1 << 16
 
 
 def distances(
@@ -235,11 +236,18 @@ def _block_distances(
     # cumulative counts, exact for integers, without sorting. Row r's bins hold d = -top..top.
     top = max(int(padded.max()), int(y.max()), 0)
     n_bins = 2 * top + 1
-    keys = np.subtract(views, flat_y, dtype=np.int32).reshape(n_refs * n_lags, n * bands)
+    # Keys (row r, difference d) -> r * n_bins + d + top: uint16 when they fit (half the bytes
+    # of int32 to write and compress); the int16 differences wrap into place modulo 2^16, and
+    # only active cells, whose keys are all below 2^16, are counted.
+    narrow = rows.size * n_bins <= _UINT16_KEYS
+    keys = np.subtract(views, flat_y, dtype=np.int16 if narrow else np.int32)
+    keys = keys.reshape(n_refs * n_lags, n * bands)
     if rows.size < usable.size:
         keys, active = keys[rows], active[rows]
     counts = counts[rows]
-    keys += (np.arange(rows.size, dtype=np.int32) * n_bins + top)[:, None]
+    if narrow:
+        keys = keys.view(np.uint16)
+    keys += (np.arange(rows.size, dtype=keys.dtype) * keys.dtype.type(n_bins) + top)[:, None]
     histogram = np.bincount(keys[active], minlength=rows.size * n_bins)
     cumulative = np.cumsum(histogram.reshape(rows.size, n_bins), axis=1, dtype=np.int32)
     low, high = (counts - 1) // 2, counts // 2  # ranks of the two middle values

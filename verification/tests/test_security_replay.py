@@ -149,7 +149,10 @@ def _reference_distance(a: np.ndarray, b: np.ndarray, max_lag: int = replay.MAX_
     return best
 
 
-def test_batched_distances_equal_the_definition(corpus):
+@pytest.mark.parametrize("int32_keys", [False, True])
+def test_batched_distances_equal_the_definition(corpus, monkeypatch, int32_keys):
+    if int32_keys:  # histogram keys as int32 in every block, not only where uint16 overflows
+        monkeypatch.setattr(replay, "_UINT16_KEYS", 0)
     rng = np.random.default_rng(11)
     takes = [
         replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands)
