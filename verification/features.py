@@ -537,24 +537,10 @@ class CepstraConfig:
 DEFAULT_CONFIG = CepstraConfig()
 
 
-def log_energies(utt: Utterance, config: CepstraConfig = DEFAULT_CONFIG) -> np.ndarray:
-    """Gain-invariant log mel energies (n_frames, n_bands) float64: ln(max(E, floor))."""
-    energy = np.maximum(
-        np.expm1(utt.mel_bands[:, config.band_lo : config.band_hi], dtype=np.float64), 0.0
-    )
-    floor = max(config.abs_floor, float(energy.max(initial=0.0)) * 10 ** (-config.floor_db / 10))
-    return np.log(np.maximum(energy, floor))
-
-
 def _deltas(x: np.ndarray, width: int) -> np.ndarray:
     """Regression deltas over +-width frames, edges repeated: (n_frames, n_dims)."""
     n = x.shape[0]
-    # np.pad(mode="edge") spelled out: the same array, without np.pad's per-call overhead.
-    padded = np.concatenate([x[:1].repeat(width, axis=0), x, x[-1:].repeat(width, axis=0)])
-    out = np.zeros_like(x)
-    for k in range(1, width + 1):
-        out += k * (padded[width + k : width + k + n] - padded[width - k : width - k + n])
-    return out / (2 * sum(k * k for k in range(1, width + 1)))
+    return _segment_deltas(x, np.zeros(n, dtype=np.intp), np.full(n, n - 1), width)
 
 
 def voiced_frames(utt: Utterance, config: CepstraConfig = DEFAULT_CONFIG) -> np.ndarray:
@@ -590,22 +576,7 @@ def cepstra(utt: Utterance, config: CepstraConfig = DEFAULT_CONFIG) -> np.ndarra
     E = expm1(melBands) undoes Meyda's ``+1``; ln(E) with a relative floor, DCT-II (orthonormal),
     c0 dropped, ``n_ceps`` kept; deltas; frames kept by the energy VAD; per-utterance CMN.
     """
-    if utt.n_frames == 0:
-        return np.zeros((0, config.n_dims), dtype=np.float32)
-    logs = log_energies(utt, config)
-    static = logs @ _dct_rows(logs.shape[1], int(config.drop_c0), config.n_ceps)
-    parts = [static]
-    if config.deltas >= 1:
-        parts.append(_deltas(static, config.delta_width))
-    if config.deltas == 2:
-        parts.append(_deltas(parts[1], config.delta_width))
-    feats = np.concatenate(parts, axis=1)[voiced_frames(utt, config)]
-    if config.cmn:
-        feats[:, : config.n_ceps] -= feats[:, : config.n_ceps].mean(axis=0)
-    if config.cvn:
-        std = feats.std(axis=0)
-        feats /= np.where(std > 1e-8, std, 1.0)
-    return feats.astype(np.float32)
+    return cepstra_many([utt], config)[0]
 
 
 def _segment_clip(index: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -632,13 +603,23 @@ def cepstra_many(
     An attempt has 3-5 utterances and an enrolment request up to 30: per utterance, cepstra is
     some forty small numpy calls, so their fixed cost, not the arithmetic, dominated. Here the
     energies, DCT, deltas and VAD levels run once over the stacked frames; per utterance remain
-    only its floor, VAD threshold and mean (segment reductions) and the final split. The same
-    operations in the same order: on the development corpora every value came out identical;
-    BLAS may round a DCT row differently by its place in the matrix (1e-16 seen).
+    only its floor, VAD threshold and mean (segment reductions) and the final split.
+    :func:`cepstra` is this for one utterance. A batch gives each utterance what it alone gives
+    (on the development corpora every value was identical) up to BLAS rounding a DCT row
+    differently by its place in the matrix (1e-16 seen).
     """
+    out = [np.zeros((0, config.n_dims), dtype=np.float32) for _ in utts]
+    spoken = [i for i, u in enumerate(utts) if u.n_frames]
+    if spoken:
+        stacked = _stacked_cepstra([utts[i] for i in spoken], config)
+        for i, feats in zip(spoken, stacked, strict=True):
+            out[i] = feats
+    return out
+
+
+def _stacked_cepstra(utts: Sequence[Utterance], config: CepstraConfig) -> list[np.ndarray]:
+    """:func:`cepstra_many` of utterances that all have frames."""
     lengths = np.array([u.n_frames for u in utts], dtype=np.int64)
-    if lengths.size == 0 or not lengths.all():
-        return [cepstra(u, config) for u in utts]  # empty utterances: rare, no speed to gain
     ends = np.cumsum(lengths)
     starts = ends - lengths
     first, last = np.repeat(starts, lengths), np.repeat(ends - 1, lengths)
@@ -673,12 +654,9 @@ def cepstra_many(
         # Row-order sums, as ``mean(axis=0)`` adds the rows of each utterance.
         sums = np.add.reduceat(kept[:, : config.n_ceps], kept_starts, axis=0)
         kept[:, : config.n_ceps] -= np.repeat(sums / counts[:, None], counts, axis=0)
+    parts = np.split(kept, bounds)
     if config.cvn:
-        return [_cvn(part).astype(np.float32) for part in np.split(kept, bounds)]
-    return np.split(kept.astype(np.float32), bounds)
-
-
-def _cvn(feats: np.ndarray) -> np.ndarray:
-    std = feats.std(axis=0)
-    feats /= np.where(std > 1e-8, std, 1.0)
-    return feats
+        for part in parts:
+            std = part.std(axis=0)
+            part /= np.where(std > 1e-8, std, 1.0)
+    return [part.astype(np.float32) for part in parts]

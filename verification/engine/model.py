@@ -197,13 +197,8 @@ def _check_pair(ubm: BackgroundModel, model: SpeakerModel) -> None:
         )
 
 
-def cepstra(ubm: BackgroundModel, utt: features.Utterance) -> np.ndarray:
-    """The UBM's post-processing of one utterance: -> (n_kept_frames, ubm.n_dims) float32."""
-    return features.cepstra(utt, ubm.cepstra_config)
-
-
 def cepstra_many(ubm: BackgroundModel, utts: Sequence[features.Utterance]) -> list[np.ndarray]:
-    """:func:`cepstra` of each utterance, computed together (faster; equal up to rounding)."""
+    """The UBM's post-processing of each utterance: -> [(n_kept_frames, ubm.n_dims) float32]."""
     return features.cepstra_many(utts, ubm.cepstra_config)
 
 

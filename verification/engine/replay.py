@@ -117,17 +117,17 @@ def _spread_ranks(
     centre2: np.ndarray,
     ranks: tuple[np.ndarray, ...],
     upper: int,
-    top: int,
 ) -> list[np.ndarray]:
     """Per row and rank, the ``rank``-th smallest s = |2 d - centre2| (0-based), or ``upper``
     when it is at least ``upper``: -> [(n_rows,) int64 per rank]. Bin b of ``cumulative``
-    counts the differences d <= b - top.
+    counts the differences d <= b - top, for n_bins = 2 top + 1 bins.
 
     #{s <= t} is a difference of two cumulative counts (the d within (centre2 -+ t) / 2) and
     grows with t: below a small ``upper`` (a cutoff) it is tabulated for every t at once,
     otherwise a binary search over t finds each rank in ~log2(upper) lookups per row.
     """
     n_rows, n_bins = cumulative.shape
+    top = (n_bins - 1) // 2
     # counts[:, b]: the number of values in bins < b (cumulative with a leading 0).
     counts = np.zeros((n_rows, n_bins + 1), dtype=cumulative.dtype)
     counts[:, 1:] = cumulative
@@ -255,7 +255,7 @@ def _block_distances(
     # 4 x the spread = the two middle values of s = |2 d - centre2| <= 4 top. With a cutoff,
     # only values that can sum below 64 x cutoff are looked for; beyond, a row is "not below".
     upper = 4 * top + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
-    s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper, top)
+    s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper)
     mad4 = np.where(s_high < upper, s_low + s_high, np.inf)
     spread = np.full(n_refs * n_lags, np.inf)
     spread[rows] = mad4 / (4 * LEVELS_PER_LN)
