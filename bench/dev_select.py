@@ -16,10 +16,12 @@ line of JSON per scoring variant (EngineConfig overrides on the same fold models
 ``--cep`` sets ``features.CepstraConfig`` fields, ``--variant`` ``engine.EngineConfig`` fields
 (``;``-separated within one variant; each variant re-runs the trials); values are parsed as Python
 literals. Every ``--fusion`` weight and ``--content-limit`` is applied afterwards to the same
-per-trial scores (``AttemptScores``), so sweeping them costs nothing. Rates are in percent; EER
-counts a content-check rejection as a rejection, as ``manage.py evaluate`` does. Wrong-content
-trials only run with ``--wrong-content``. Each fold model takes 0.5-1.5 min to train and the trials
-1-2 min per variant on a quiet 2-core machine.
+per-trial scores (``AttemptScores``), so sweeping them costs nothing. ``both_k*`` is the EER of
+both channels' trials pooled, at one threshold, as a deployment decides: a setting that moves
+narrowband scores away from wideband ones can lower each channel's EER and raise this one.
+Rates are in percent; EER counts a content-check rejection as a rejection, as ``manage.py
+evaluate`` does. Wrong-content trials only run with ``--wrong-content``. Each fold model takes
+0.5-1.5 min to train and the trials 1-2 min per variant on a quiet 2-core machine.
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cep", action="append", default=[], help="CepstraConfig key=value")
     parser.add_argument("--components", type=int, default=train.TrainingParams().n_components)
     parser.add_argument("--max-frames", type=int, default=train.TrainingParams().max_frames)
+    parser.add_argument(
+        "--cohort-models-both-channels", action="store_true", help="TrainingParams field"
+    )
     parser.add_argument("--variant", action="append", default=[], help="EngineConfig overrides")
     parser.add_argument("--fusion", type=float, nargs="+", default=[0, 2, 4, 6, 8])
     parser.add_argument("--content-limit", type=float, nargs="+", default=[0.2])
@@ -116,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cep_cfg = features.CepstraConfig(**_overrides(";".join(args.cep)))
     variants = [_overrides(v) for v in args.variant] or [{}]
-    params = train.TrainingParams(n_components=args.components, max_frames=args.max_frames)
+    params = train.TrainingParams(
+        n_components=args.components,
+        max_frames=args.max_frames,
+        cohort_models_both_channels=args.cohort_models_both_channels,
+    )
     recordings = corpus.list_recordings(args.corpus, exclude_speakers=SPLIT_SPEAKERS)
     speakers = sorted({r.speaker for r in recordings})
     if set(speakers) & set(SPLIT_SPEAKERS):
@@ -127,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ceps_w = train.speech_frames(wide, cep_cfg)
     ceps_n = train.speech_frames(narrow, cep_cfg)
     folds = train.speaker_folds(speakers, args.folds, args.fold_seed)
+    # Cohort speaker models are built for a config using AS-norm: for every variant that does.
+    asnorm_top = max(replace(engine.EngineConfig(), **v).asnorm_top for v in variants)
+    base_config = replace(engine.EngineConfig(), asnorm_top=asnorm_top)
     log(f"{args.name}: {len(speakers)} dev speakers, folds of {[len(f) for f in folds]}, {cep_cfg}")
 
     started = time.perf_counter()
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             [ceps_w[i] for i in tr],
             name=f"dev{f}",
             params=params,
-            config=engine.EngineConfig(),
+            config=base_config,
             cepstra_config=cep_cfg,
             augment=[ceps_n[i] for i in tr],
         )
@@ -193,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                         row[f"both_k{k}"] = _rates(*_decisions(both, fusion, limit))["eer"]
                     out.write(json.dumps(row) + "\n")
                     summary = " ".join(
-                        f"{c}_k{k}={row[f'{c}_k{k}']['eer']:.2f}"
-                        for c in ("wide", "narrow")
-                        for k in args.k
+                        [
+                            f"{c}_k{k}={row[f'{c}_k{k}']['eer']:.2f}"
+                            for c in ("wide", "narrow")
+                            for k in args.k
+                        ]
+                        + [f"both_k{k}={row[f'both_k{k}']:.2f}" for k in args.k]
                     )
                     print(f"{args.name} {row['variant']}: {summary}", flush=True)
     return 0

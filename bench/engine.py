@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- Python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     print(
         f"- background model: {ubm.version} ({ubm.n_components} components x {ubm.n_dims} dims, "
-        f"{ubm.cohort_lengths.size} cohort attempts)"
+        f"{ubm.cohort_lengths.size} cohort attempts, {ubm.cohort_shifts.shape[0]} cohort models, "
+        f"AS-norm top {ubm.config.asnorm_top or 'off'})"
     )
     with threadpool_limits(limits=1):
         for name, folder in (("fsdd (8 kHz)", fsdd), ("dspspeech20 (16 kHz)", dsp)):

@@ -16,8 +16,21 @@ from verification import features
 
 from . import dtw
 from .adapt import map_adapt_means, sufficient_statistics
-from .norm import split_segments, znorm_statistics, znormalise
-from .scoring import mean_llr, segment_means, speaker_frame_llr, ubm_frames
+from .norm import (
+    split_segments,
+    symmetric_normalise,
+    top_statistics,
+    znorm_statistics,
+    znormalise,
+)
+from .scoring import (
+    CohortModels,
+    cohort_mean_llrs,
+    cohort_models,
+    segment_means,
+    speaker_frame_llr,
+    ubm_frames,
+)
 
 REASON_ACCEPTED = "accepted"
 REASON_LOW_SCORE = "low_score"
@@ -36,6 +49,9 @@ class EngineConfig:
 
     relevance: MAP relevance factor r. top_c: UBM components evaluated per frame.
     znorm: normalise scores with the model's statistics on the shipped impostor cohort.
+    asnorm_top: when > 0, adaptive symmetric normalisation instead (``norm``): the model's
+    statistics over its asnorm_top highest cohort-attempt scores, and the attempt's over its
+    asnorm_top highest scores against the shipped cohort speaker models (``cohort_shifts``).
     fusion_weight: weight of the text-dependent score (minus the mean DTW distance to the
     prompted digits' templates over their typical genuine distance, see ``AttemptScores.fused``)
     added to the speaker score.
@@ -64,6 +80,22 @@ class EngineConfig:
     figures, and fsdd has now been evaluated three times (before and after the 128-component
     choice, and for CVN). The dev folds (16 kHz dspspeech20 speakers, narrowband only simulated)
     over-predict what a change does on fsdd.
+    AS-norm (2026-12-02, same protocol; "pooled" = both channels' trials at one threshold, as
+    a deployment decides, K=3 / K=5; the per-channel mean above lets each channel have its own
+    threshold): z-norm, fusion 8: pooled 1.88 / 1.22. AS-norm top 10 with wideband cohort
+    models only: per-channel mean 0.91 but pooled 1.87 / 1.30, since narrowband attempts score
+    low against every wideband cohort model, their normalised scores rise, and the channels'
+    EER thresholds drift apart (K=5: -3.46 wideband, +0.88 narrowband). Cohort models whose
+    speakers alternate between the channels (``train_ubm --asnorm-top 10``, fusion 8): 1.20 /
+    0.73, 1.13 / 0.63 (mean 0.92), pooled 1.40 / 0.93, the dev winner; top 5: pooled 2.00 /
+    1.53; fusion 10 / 12: pooled 1.37 / 0.87, 1.43 / 0.82. A model per channel per speaker
+    (twice as many, over the 2 MB file budget): top 10 pooled 1.32 / 0.90, top 20 with fusion
+    10 1.32 / 0.67. The winner, retrained on all of dspspeech20 (dspspeech20-c128-74aa9c3349,
+    calibration EER 0.83 % against 1.12 %), took fsdd from 2.3 / 1.1 % to 5.9 / 4.5 % EER
+    (K=3 / K=5) and left the split at 0.2 / 0.1 %: the fsdd attempts' scores against cohort
+    models of another language and microphone say little about them. So ``asnorm_top`` stays
+    0 (z-norm) unless a deployment trains its cohort on its own users' speech, and fsdd has now
+    decided two choices (CVN and this).
     (Differences under ~0.3 points are within trial noise.) Earlier measurements (64
     components): content limit 0.2 rejected 98.6 % of wrong-content attempts and cost 0.56 % of
     genuine ones (all unalignable DTW pairs, since aligned either way); relevance 4/8/16 and
@@ -82,9 +114,15 @@ class EngineConfig:
     dtw_stride: int = 2
     content_max_log_ratio: float = 0.2
     min_frames: int = 5
+    asnorm_top: int = 0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not data["asnorm_top"]:
+            # Absent means z-norm (as in models written before AS-norm): their versions, which
+            # hash this dict, stay the same.
+            del data["asnorm_top"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> EngineConfig:
@@ -109,6 +147,10 @@ def _no_statistics() -> np.ndarray:
     return np.zeros(0, dtype=np.float64)
 
 
+def _no_shifts() -> np.ndarray:
+    return np.zeros((0, 0, 0), dtype=np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class BackgroundModel:
     """A universal background model: diagonal GMM + calibrated threshold + impostor cohort.
@@ -117,7 +159,9 @@ class BackgroundModel:
     against it goes through ``features.cepstra(utt, cepstra_config)``.
 
     weights (n_components,), means and variances (n_components, n_dims) float64;
-    cohort_frames (n_cohort_frames, n_dims) float32 split into attempts by cohort_lengths (k,).
+    cohort_frames (n_cohort_frames, n_dims) float32 split into attempts by cohort_lengths (k,);
+    cohort_shifts (n_models, n_components, n_dims) float32: cohort speaker models' adapted means
+    minus the UBM's (the test side of AS-norm, ``config.asnorm_top``).
     """
 
     weights: np.ndarray
@@ -131,6 +175,13 @@ class BackgroundModel:
     cepstra_config: features.CepstraConfig = features.DEFAULT_CONFIG
     cohort_frames: np.ndarray = field(default_factory=_empty_frames)
     cohort_lengths: np.ndarray = field(default_factory=_empty_lengths)
+    cohort_shifts: np.ndarray = field(default_factory=_no_shifts)
+
+    def __post_init__(self) -> None:
+        if self.config.asnorm_top and not (
+            self.config.znorm and self.cohort_lengths.size and self.cohort_shifts.shape[0]
+        ):
+            raise ValueError("asnorm_top needs znorm, cohort attempts and cohort speaker models")
 
     @property
     def n_components(self) -> int:
@@ -149,7 +200,9 @@ class SpeakerModel:
     split by template_lengths (k,) into templates labelled template_digits (k,). stat_counts
     (n_components,): the zeroth-order Baum-Welch statistics of every enrolment frame, which with
     the means give back the first-order ones, so that :func:`enroll_more` adds utterances
-    without the earlier ones (empty in models written before they were kept).
+    without the earlier ones (empty in models written before they were kept). znorm_mean,
+    znorm_std: the enrolment-side normalisation statistics of the model's cohort-attempt
+    scores (over the top ``asnorm_top`` of them under AS-norm).
     """
 
     means: np.ndarray
@@ -207,10 +260,6 @@ def _template(cep: np.ndarray, config: EngineConfig) -> np.ndarray:
     return np.ascontiguousarray(cep[:: config.dtw_stride, : config.dtw_dims], dtype=np.float32)
 
 
-def _raw_score(ubm: BackgroundModel, means: np.ndarray, X: np.ndarray) -> float:
-    return mean_llr(X, ubm.weights, ubm.means, ubm.variances, means, ubm.config.top_c)
-
-
 def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
     """Raw scores of every cohort attempt against adapted ``means``: -> (n_attempts,).
 
@@ -231,6 +280,15 @@ def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
     return segment_means(llr, ubm.cohort_lengths)
 
 
+def _cohort_models(ubm: BackgroundModel) -> CohortModels:
+    """The cohort speaker models in scoring form, made once per background model object."""
+    cohort = ubm.__dict__.get("_cohort_models")
+    if cohort is None:
+        cohort = cohort_models(ubm.means, ubm.variances, ubm.cohort_shifts.astype(np.float64))
+        object.__setattr__(ubm, "_cohort_models", cohort)  # a cache, not model state
+    return cohort
+
+
 def _enrolment_cepstra(
     ubm: BackgroundModel, utterances: Sequence[features.Utterance]
 ) -> list[tuple[np.ndarray, int]]:
@@ -248,11 +306,17 @@ def _adapted(
     templates: list[np.ndarray],
     digits: list[int],
 ) -> SpeakerModel:
-    """The speaker model of enrolment statistics and templates: MAP means, z-norm statistics."""
-    means = map_adapt_means(ubm.means, counts, first, ubm.config.relevance)
+    """The speaker model of enrolment statistics and templates: MAP means, the statistics of its
+    cohort-attempt scores (all of them for z-norm, the top ``asnorm_top`` for AS-norm)."""
+    cfg = ubm.config
+    means = map_adapt_means(ubm.means, counts, first, cfg.relevance)
     zmean, zstd = 0.0, 1.0
-    if ubm.config.znorm and ubm.cohort_lengths.size:
-        zmean, zstd = znorm_statistics(_cohort_scores(ubm, means))
+    if cfg.znorm and ubm.cohort_lengths.size:
+        cohort_scores = _cohort_scores(ubm, means)
+        if cfg.asnorm_top:
+            zmean, zstd = top_statistics(cohort_scores, cfg.asnorm_top)
+        else:
+            zmean, zstd = znorm_statistics(cohort_scores)
     return SpeakerModel(
         means=means,
         ubm_version=ubm.version,
@@ -336,10 +400,16 @@ def _speaker_score(ubm: BackgroundModel, model: SpeakerModel, ceps: list[np.ndar
     X = np.concatenate(ceps).astype(np.float64)
     if X.shape[0] == 0:
         return NO_SPEECH_SCORE
-    raw = _raw_score(ubm, model.means, X)
-    if ubm.config.znorm:
-        return znormalise(raw, model.znorm_mean, model.znorm_std)
-    return raw
+    cfg = ubm.config
+    frames = ubm_frames(X, ubm.weights, ubm.means, ubm.variances, cfg.top_c)
+    raw = float(np.mean(speaker_frame_llr(frames, ubm.means, ubm.variances, model.means)))
+    if not cfg.znorm:
+        return raw
+    enrol = (model.znorm_mean, model.znorm_std)
+    if cfg.asnorm_top:
+        test = top_statistics(cohort_mean_llrs(frames, _cohort_models(ubm)), cfg.asnorm_top)
+        return symmetric_normalise(raw, enrol, test)
+    return znormalise(raw, *enrol)
 
 
 def score(

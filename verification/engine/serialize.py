@@ -140,6 +140,11 @@ def dump_background_model(ubm: BackgroundModel) -> bytes:
             # float16 halves the shipped file; train.build_cohort rounds the same way.
             "cohort_frames": np.asarray(ubm.cohort_frames, dtype=np.float16),
             "cohort_lengths": np.asarray(ubm.cohort_lengths, dtype=np.int64),
+            **(
+                {"cohort_shifts": np.asarray(ubm.cohort_shifts, dtype=np.float16)}
+                if ubm.cohort_shifts.size
+                else {}
+            ),
         }
     )
 
@@ -148,11 +153,13 @@ _BACKGROUND_FIELDS = {
     "weights", "means", "variances", "threshold", "version", "feature_version", "provenance",
     "config", "cepstra_config", "cohort_frames", "cohort_lengths",
 }  # fmt: skip
+# AS-norm's cohort speaker models: absent from background models written before them.
+_BACKGROUND_COHORT_MODELS = frozenset({"cohort_shifts"})
 
 
 def load_background_model(data: bytes) -> BackgroundModel:
     """npz bytes -> BackgroundModel, or ModelFormatError saying what is wrong."""
-    a = _open(data, KIND_BACKGROUND, _BACKGROUND_FIELDS)
+    a = _open(data, KIND_BACKGROUND, _BACKGROUND_FIELDS, _BACKGROUND_COHORT_MODELS)
     weights = _floats(a, "weights", (None,), np.float64)
     c = weights.shape[0]
     means = _floats(a, "means", (c, None), np.float64)
@@ -172,6 +179,9 @@ def load_background_model(data: bytes) -> BackgroundModel:
         raise ModelFormatError("cohort_lengths given without cohort_frames")
     if np.any(lengths <= 0):
         raise ModelFormatError("cohort_lengths must be positive")
+    shifts = np.zeros((0, c, d), np.float32)
+    if "cohort_shifts" in a:
+        shifts = _floats(a, "cohort_shifts", (None, c, d), np.float32)
     try:
         config = EngineConfig.from_dict(_json(a, "config"))
     except (TypeError, ValueError) as exc:
@@ -184,19 +194,23 @@ def load_background_model(data: bytes) -> BackgroundModel:
         raise ModelFormatError(
             f"cepstra_config yields {cepstra_config.n_dims} dims, the model has {d}"
         )
-    return BackgroundModel(
-        weights=weights,
-        means=means,
-        variances=variances,
-        threshold=_float(a, "threshold"),
-        version=_str(a, "version"),
-        feature_version=_str(a, "feature_version"),
-        provenance=_json(a, "provenance"),
-        config=config,
-        cepstra_config=cepstra_config,
-        cohort_frames=np.asarray(cohort, dtype=np.float32),
-        cohort_lengths=lengths,
-    )
+    try:
+        return BackgroundModel(
+            weights=weights,
+            means=means,
+            variances=variances,
+            threshold=_float(a, "threshold"),
+            version=_str(a, "version"),
+            feature_version=_str(a, "feature_version"),
+            provenance=_json(a, "provenance"),
+            config=config,
+            cepstra_config=cepstra_config,
+            cohort_frames=np.asarray(cohort, dtype=np.float32),
+            cohort_lengths=lengths,
+            cohort_shifts=shifts,
+        )
+    except ValueError as exc:  # BackgroundModel's own consistency checks
+        raise ModelFormatError(str(exc)) from exc
 
 
 _SPEAKER_FIELDS = {

@@ -19,6 +19,7 @@ import numpy as np
 from verification import features
 
 from . import evaluation, metrics
+from .adapt import map_adapt_means, sufficient_statistics
 from .evaluation import Recording
 from .gmm import train_gmm
 from .model import BackgroundModel, EngineConfig
@@ -33,6 +34,11 @@ class TrainingParams:
     max_frames: UBM training frames, sampled uniformly from all speech frames when there are more.
     cohort_attempts / cohort_utterances: z-norm cohort of that many attempts, each that many
     utterances of distinct labels by one training speaker (speakers taken in turn).
+    cohort_model_per_label: recordings per label of each training speaker MAP-adapted into that
+    speaker's cohort model (the test side of AS-norm, built only for a config that uses it:
+    ``EngineConfig.asnorm_top``), about what a user enrols; with
+    narrowband augmentation the speakers alternate between the channels, or with
+    cohort_models_both_channels each gets a model per channel (``build_cohort_models``).
     calibration_*: cross-validation folds over speakers (0 = no calibration, threshold 0),
     prompted labels per trial, enrolment recordings per label, trials per kind and fold.
     narrowband_augment: also train on every recording through an 8 kHz channel (see
@@ -45,6 +51,8 @@ class TrainingParams:
     max_frames: int = 120_000
     cohort_attempts: int = 48
     cohort_utterances: int = 3
+    cohort_model_per_label: int = 2
+    cohort_models_both_channels: bool = False
     calibration_folds: int = 3
     calibration_k: int = 5
     calibration_enroll_per_label: int = 2
@@ -109,6 +117,49 @@ def build_cohort(
     return frames, np.array([a.shape[0] for a in attempts], dtype=np.int64)
 
 
+def build_cohort_models(
+    recordings: Sequence[Recording],
+    channels: Sequence[Sequence[np.ndarray]],
+    *,
+    weights: np.ndarray,
+    means: np.ndarray,
+    variances: np.ndarray,
+    relevance: float,
+    per_label: int,
+    both_channels: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """MAP-adapted models of each speaker from ``per_label`` random recordings of each of their
+    labels: -> shifts (n_models, n_components, n_dims) float32, adapted means minus the UBM's.
+
+    ``channels``: cepstra of the recordings as recorded, then through other channels (same
+    order). Speakers take the channels in turn, or with ``both_channels`` each speaker gets a
+    model per channel: attempts from a narrowband microphone then meet narrowband impostors
+    among their closest cohort models, so one threshold holds across channels.
+    Rounded through float16, the precision they are stored with (as ``build_cohort``).
+    """
+    if per_label <= 0:
+        return np.zeros((0, *means.shape), np.float32)
+    by_speaker: dict[str, dict[str, list[int]]] = {}
+    for pos, rec in enumerate(recordings):
+        by_speaker.setdefault(rec.speaker, {}).setdefault(rec.label, []).append(pos)
+    shifts = []
+    for i, speaker in enumerate(sorted(by_speaker)):
+        chosen = []
+        for label in sorted(by_speaker[speaker]):
+            pool = by_speaker[speaker][label]
+            chosen += rng.choice(pool, size=min(per_label, len(pool)), replace=False).tolist()
+        for ceps in channels if both_channels else [channels[i % len(channels)]]:
+            X = np.concatenate([ceps[p] for p in chosen]).astype(np.float64)
+            if X.shape[0] == 0:
+                continue
+            counts, first = sufficient_statistics(X, weights, means, variances)
+            shifts.append(map_adapt_means(means, counts, first, relevance) - means)
+    if not shifts:
+        return np.zeros((0, *means.shape), np.float32)
+    return np.stack(shifts).astype(np.float16).astype(np.float32)
+
+
 def model_version(
     name: str,
     weights: np.ndarray,
@@ -161,6 +212,19 @@ def train_background(
         per_attempt=params.cohort_utterances,
         rng=rng,
     )
+    # Cohort models through the augmentation channel too, when it is the same recordings.
+    channels = [ceps, augment] if len(augment) == len(ceps) else [ceps]
+    cohort_shifts = build_cohort_models(
+        recordings,
+        channels,
+        weights=weights,
+        means=means,
+        variances=variances,
+        relevance=config.relevance,
+        per_label=params.cohort_model_per_label if config.asnorm_top else 0,
+        both_channels=params.cohort_models_both_channels,
+        rng=rng,
+    )
     return BackgroundModel(
         weights=weights,
         means=means,
@@ -176,6 +240,7 @@ def train_background(
             json.dumps(asdict(cepstra_config), sort_keys=True),
             cohort_frames,
             cohort_lengths,
+            cohort_shifts,
         ),
         feature_version=features.FEATURE_VERSION,
         provenance={**(provenance or {}), "training_frames": int(X.shape[0])},
@@ -183,6 +248,7 @@ def train_background(
         cepstra_config=cepstra_config,
         cohort_frames=cohort_frames,
         cohort_lengths=cohort_lengths,
+        cohort_shifts=cohort_shifts,
     )
 
 

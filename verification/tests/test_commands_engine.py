@@ -118,6 +118,16 @@ def test_train_ubm_without_calibration_stores_the_given_threshold(tmp_path):
     assert engine.load_background_model(out.read_bytes()).threshold == 1.5
 
 
+def test_train_ubm_builds_cohort_models_only_for_asnorm(small_ubm, tmp_path):
+    assert engine.load_background_model(small_ubm[0].read_bytes()).cohort_shifts.shape[0] == 0
+    out = tmp_path / "asnorm.npz"
+    _train(out, "--calibration-folds", "0", "--asnorm-top", "2")
+    ubm = engine.load_background_model(out.read_bytes())
+    assert ubm.config.asnorm_top == 2
+    # One model per training speaker (the speakers alternate between the two channels).
+    assert ubm.cohort_shifts.shape == (len(TRAIN_SPEAKERS), 4, ubm.n_dims)
+
+
 def test_train_ubm_names_an_unknown_speaker(tmp_path):
     with pytest.raises(CommandError, match="nobody"):
         _train(tmp_path / "ubm.npz", "--exclude-speakers", "nobody")
