@@ -7,7 +7,7 @@ evaluation command, tests), so what is measured is what is deployed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,7 +20,6 @@ from .norm import (
     split_segments,
     symmetric_normalise,
     top_statistics,
-    znorm_statistics,
     znormalise,
 )
 from .scoring import (
@@ -260,33 +259,44 @@ def _template(cep: np.ndarray, config: EngineConfig) -> np.ndarray:
     return np.ascontiguousarray(cep[:: config.dtw_stride, : config.dtw_dims], dtype=np.float32)
 
 
+def _kept[T](obj, name: str, build: Callable[[], T]) -> T:
+    """What ``build`` derives from a frozen model object, computed once and kept on the object
+    (a cache, not model state: never serialised, and the object never changes)."""
+    value = obj.__dict__.get(name)
+    if value is None:
+        value = build()
+        object.__setattr__(obj, name, value)
+    return value
+
+
 def _cohort_scores(ubm: BackgroundModel, means: np.ndarray) -> np.ndarray:
     """Raw scores of every cohort attempt against adapted ``means``: -> (n_attempts,).
 
     The UBM side of the cohort frames is computed once per background model object and kept on
     it, so enrolment only pays for the speaker side (one matrix product).
     """
-    frames = ubm.__dict__.get("_cohort_ubm_frames")
-    if frames is None:
-        frames = ubm_frames(
+    frames = _kept(
+        ubm,
+        "_cohort_ubm_frames",
+        lambda: ubm_frames(
             ubm.cohort_frames.astype(np.float64),
             ubm.weights,
             ubm.means,
             ubm.variances,
             ubm.config.top_c,
-        )
-        object.__setattr__(ubm, "_cohort_ubm_frames", frames)  # a cache, not model state
+        ),
+    )
     llr = speaker_frame_llr(frames, ubm.means, ubm.variances, means)
     return segment_means(llr, ubm.cohort_lengths)
 
 
 def _cohort_models(ubm: BackgroundModel) -> CohortModels:
     """The cohort speaker models in scoring form, made once per background model object."""
-    cohort = ubm.__dict__.get("_cohort_models")
-    if cohort is None:
-        cohort = cohort_models(ubm.means, ubm.variances, ubm.cohort_shifts.astype(np.float64))
-        object.__setattr__(ubm, "_cohort_models", cohort)  # a cache, not model state
-    return cohort
+    return _kept(
+        ubm,
+        "_cohort_models",
+        lambda: cohort_models(ubm.means, ubm.variances, ubm.cohort_shifts.astype(np.float64)),
+    )
 
 
 def _enrolment_cepstra(
@@ -312,11 +322,8 @@ def _adapted(
     means = map_adapt_means(ubm.means, counts, first, cfg.relevance)
     zmean, zstd = 0.0, 1.0
     if cfg.znorm and ubm.cohort_lengths.size:
-        cohort_scores = _cohort_scores(ubm, means)
-        if cfg.asnorm_top:
-            zmean, zstd = top_statistics(cohort_scores, cfg.asnorm_top)
-        else:
-            zmean, zstd = znorm_statistics(cohort_scores)
+        # asnorm_top 0 takes every score: the z-norm statistics.
+        zmean, zstd = top_statistics(_cohort_scores(ubm, means), cfg.asnorm_top)
     return SpeakerModel(
         means=means,
         ubm_version=ubm.version,
@@ -513,9 +520,10 @@ def _digit_scales(ubm: BackgroundModel, model: SpeakerModel) -> dict[int, float]
     """Per digit, the mean DTW distance of each enrolment template to the nearest other template
     of the same digit (leave-one-out genuine distance); digits with a single template get the
     mean over the others (1.0 if none has two). Computed once per model object and kept on it."""
-    cached = model.__dict__.get("_digit_scales")
-    if cached is not None:
-        return cached
+    return _kept(model, "_digit_scales", lambda: _leave_one_out_scales(model))
+
+
+def _leave_one_out_scales(model: SpeakerModel) -> dict[int, float]:
     templates = split_segments(model.template_frames, model.template_lengths)
     digits = model.template_digits
     per_digit = {}
@@ -530,9 +538,7 @@ def _digit_scales(ubm: BackgroundModel, model: SpeakerModel) -> dict[int, float]
         if np.isfinite(nearest).any():
             per_digit[d] = float(np.mean(nearest[np.isfinite(nearest)]))
     fallback = float(np.mean(list(per_digit.values()))) if per_digit else 1.0
-    scales = {d: max(per_digit.get(d, fallback), 1e-6) for d in model.digits}
-    object.__setattr__(model, "_digit_scales", scales)  # a cache, not model state
-    return scales
+    return {d: max(per_digit.get(d, fallback), 1e-6) for d in model.digits}
 
 
 def decide(ubm: BackgroundModel, scores: AttemptScores) -> Verdict:

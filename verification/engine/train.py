@@ -195,9 +195,12 @@ def train_background(
 ) -> BackgroundModel:
     """Train a UBM and cohort on precomputed cepstra of ``recordings`` (no calibration).
 
-    ``augment``: more UBM training cepstra (e.g. the same recordings through an 8 kHz channel), so
-    the UBM also covers speech without energy above 4 kHz; the cohort uses ``ceps`` only.
+    ``augment``: the same recordings through another channel (an 8 kHz one), in the same order,
+    as more UBM training cepstra, so the UBM also covers speech without energy above 4 kHz; the
+    z-norm cohort attempts use ``ceps`` only, AS-norm's cohort models both channels.
     """
+    if augment and len(augment) != len(ceps):
+        raise ValueError("augment must hold the same recordings as ceps, in the same order")
     rng = np.random.default_rng(params.seed)
     X = np.concatenate([*ceps, *augment]).astype(np.float64)
     if X.shape[0] > params.max_frames:
@@ -212,8 +215,7 @@ def train_background(
         per_attempt=params.cohort_utterances,
         rng=rng,
     )
-    # Cohort models through the augmentation channel too, when it is the same recordings.
-    channels = [ceps, augment] if len(augment) == len(ceps) else [ceps]
+    channels = [ceps, augment] if augment else [ceps]
     cohort_shifts = build_cohort_models(
         recordings,
         channels,

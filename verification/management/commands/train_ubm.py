@@ -88,6 +88,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         if options["components"] < 1:
             raise CommandError("--components must be >= 1")
+        if options["asnorm_top"] < 0:
+            raise CommandError("--asnorm-top must be >= 0")
         params = train.TrainingParams(
             n_components=options["components"],
             seed=options["seed"],
@@ -107,8 +109,6 @@ class Command(BaseCommand):
         utterances = corpus.load_utterances(
             recordings, cache_dir=options["cache"], progress=self._say
         )
-        if options["asnorm_top"] < 0:
-            raise CommandError("--asnorm-top must be >= 0")
         config = engine.EngineConfig(asnorm_top=options["asnorm_top"])
         cepstra_config = features.DEFAULT_CONFIG
         ceps = train.speech_frames(utterances, cepstra_config)
