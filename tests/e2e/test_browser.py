@@ -99,14 +99,17 @@ def align(browser_rms: np.ndarray, signal: np.ndarray, lead: int) -> tuple[int, 
     return best
 
 
-def mel_misfit(utt, signal: np.ndarray, lead: int, k: int, offset: int) -> float:
-    """Largest relative difference between the take's mel bands and the file's at (k, offset)."""
-    mel, _ = features.meyda_features(np.concatenate([np.zeros(lead + k, np.float32), signal]))
-    reference = np.asarray(mel[offset : offset + utt.n_frames], np.float64)
-    if len(reference) < utt.n_frames:
-        return np.inf
-    taken = utt.mel_bands.astype(np.float64)
+def max_relative(taken: np.ndarray, reference: np.ndarray) -> float:
+    """Largest relative difference of ``taken`` from ``reference`` (the parity measure)."""
+    taken, reference = np.asarray(taken, np.float64), np.asarray(reference, np.float64)
     return float((np.abs(taken - reference) / np.maximum(np.abs(reference), 1e-6)).max())
+
+
+def mel_misfit(utt, signal: np.ndarray, lead: int, k: int, offset: int) -> float:
+    """max_relative of the take's mel bands from the file's at the alignment (k, offset)."""
+    mel, _ = features.meyda_features(np.concatenate([np.zeros(lead + k, np.float32), signal]))
+    reference = mel[offset : offset + utt.n_frames]
+    return max_relative(utt.mel_bands, reference) if len(reference) == utt.n_frames else np.inf
 
 
 def login(page, username: str) -> None:
@@ -130,7 +133,7 @@ def consenting_user(db):
 
 def record_clean_take(page, microphone, wav: Path, signal: np.ndarray, lead: int, takes: int = 4):
     """Record ``wav`` through the enroll page: (payload, utterance, k, offset) of a take whose rms
-    is the file's, frame for frame.
+    and mel bands are the file's, frame for frame.
 
     The fake microphone plays in real time, through one audio context into the page's: a starved
     machine (seen on a loaded 2-core VM) can drop or repeat audio blocks on the way, and such a take
@@ -197,9 +200,8 @@ def test_page_posts_the_features_extract_features_computes(
 
     n = utt.n_frames
     assert len(ref_mel) >= n
-    browser_mel = utt.mel_bands.astype(np.float64)
-    relative = np.abs(browser_mel - ref_mel[:n]) / np.maximum(np.abs(ref_mel[:n]), 1e-6)
-    assert relative.max() <= 1e-4, (relative.max(), k, offset)
+    relative = max_relative(utt.mel_bands, ref_mel[:n])
+    assert relative <= 1e-4, (relative, k, offset)
     assert np.allclose(utt.rms, ref_rms[:n], rtol=1e-4, atol=1e-7)
 
 
