@@ -117,6 +117,8 @@ class Command(BaseCommand):
             narrowband = corpus.load_utterances(
                 recordings, cache_dir=options["cache"], progress=self._say, narrowband=True
             )
+        # Post-processed once: the calibration folds and the final model both train on them.
+        narrow_ceps = train.speech_frames(narrowband, cepstra_config)
 
         threshold, calibration = options["threshold"], {"method": "given by --threshold"}
         if params.calibration_folds:
@@ -129,6 +131,7 @@ class Command(BaseCommand):
                     config=config,
                     cepstra_config=cepstra_config,
                     narrowband=narrowband,
+                    narrow_ceps=narrow_ceps,
                     progress=self._say,
                 )
             except ValueError as exc:
@@ -158,7 +161,7 @@ class Command(BaseCommand):
                 cepstra_config=cepstra_config,
                 threshold=threshold,
                 provenance=provenance,
-                augment=train.speech_frames(narrowband, cepstra_config),
+                augment=narrow_ceps,
                 progress=self._say,
             )
         except ValueError as exc:
