@@ -69,7 +69,10 @@ def corpus_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is open, so a later browser test elsewhere (the admin dashboard's) could not start its
+# own, and tests after this package would run inside that loop.
+@pytest.fixture(scope="package")
 def chromium():
     if not CHROMIUM.is_file():
         _missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
