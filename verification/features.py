@@ -498,7 +498,8 @@ class CepstraConfig:
     band_lo, band_hi: mel bands used, ``[band_lo, band_hi)`` (40 = all, up to 8 kHz).
     floor_db: energies are floored at the utterance's peak band energy minus this many dB
         (gain-invariant, unlike Meyda's ``+1``); ``abs_floor`` guards against all-zero input.
-    n_ceps: cepstral coefficients kept; ``drop_c0`` drops c0 (overall level) first.
+    n_ceps: cepstral coefficients kept; ``drop_c0`` drops c0 (overall level) first (fewer won
+        on the development folds and lost on fsdd, see ``EngineConfig``).
     vad_db: frames whose energy is more than this many dB below the utterance's loudest frame are
         dropped (None keeps every frame); at least ``min_frames`` loudest frames are kept.
     cmn / cvn: per-utterance mean (and variance) normalisation over the kept frames (CVN halved

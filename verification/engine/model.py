@@ -95,6 +95,17 @@ class EngineConfig:
     models of another language and microphone say little about them. So ``asnorm_top`` stays
     0 (z-norm) unless a deployment trains its cohort on its own users' speech, and fsdd has now
     decided two choices (CVN and this).
+    Then (2026-12-03, same protocol; pooled K=3 / K=5, then the per-channel mean, each at its
+    best fusion weight): the shipped 20 cepstra (c1..c20, fusion 8) 1.88 / 1.22, 1.43;
+    256 components 1.63 / 1.08, 1.33 (within noise, at twice the scoring cost); VAD at 35 dB
+    1.95 / 1.23, 1.55. Fewer cepstra (``CepstraConfig.n_ceps``; fusion 4 unless noted): 16
+    (fusion 6) 1.73 / 1.08, 1.14; 15: 1.45 / 0.83, 0.85; 14: 1.77 / 1.08, 1.03; 13: 1.43 /
+    0.70, 0.89 (0.67 / 0.20 wideband, 1.80 / 0.90 narrowband); 12: 1.77 / 0.98, 0.89; 10
+    (fusion 6): 2.33 / 1.35, 1.33. The dev winner, 13 cepstra with fusion 4, retrained on all of
+    dspspeech20 (dspspeech20-c128-a7b344f8db, calibration EER 0.75 %), took fsdd from 2.3 / 1.1
+    % to 4.9 / 3.3 % EER (K=3 / K=5). So ``n_ceps`` stays 20, and fsdd has now rejected three
+    dev winners: the dev folds' narrowband condition (dspspeech20 through a simulated 8 kHz
+    channel) does not stand in for another corpus recorded on another microphone.
     (Differences under ~0.3 points are within trial noise.) Earlier measurements (64
     components): content limit 0.2 rejected 98.6 % of wrong-content attempts and cost 0.56 % of
     genuine ones (all unalignable DTW pairs, since aligned either way); relevance 4/8/16 and

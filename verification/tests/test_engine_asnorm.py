@@ -16,6 +16,8 @@ from verification.engine.serialize import (
 )
 from verification.tests.test_engine import random_gmm, small_background_model
 
+DIMS = features.DEFAULT_CONFIG.n_dims  # of small_background_model
+
 
 def asnorm_background_model(rng, top=2, n_models=5):
     ubm = small_background_model(rng)
@@ -151,8 +153,8 @@ def _rewrite(blob: bytes, **changes) -> bytes:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"cohort_shifts": np.full((2, 4, 60), np.nan, np.float16)}, "NaN"),
-        ({"cohort_shifts": np.zeros((2, 3, 60), np.float16)}, "shape"),
+        ({"cohort_shifts": np.full((2, 4, DIMS), np.nan, np.float16)}, "NaN"),
+        ({"cohort_shifts": np.zeros((2, 3, DIMS), np.float16)}, "shape"),
         ({"cohort_shifts": None}, "cohort speaker models"),
     ],
 )
