@@ -380,7 +380,9 @@ def _parse_b64(value: Any, dtype: np.dtype, field: str, per_frame: int) -> np.nd
         raise FeatureError(
             field, f"byte length {len(raw)} is not a whole number of frames of {per_frame} values"
         )
-    return np.frombuffer(raw, dtype=dtype).astype(np.float64)
+    # Signalling NaNs warn when cast; every NaN and inf is refused by the range checks after this.
+    with np.errstate(invalid="ignore"):
+        return np.frombuffer(raw, dtype=dtype).astype(np.float64)
 
 
 def _audio_seconds(n_frames: int) -> float:
