@@ -89,9 +89,12 @@ def speaker_frame_llr(
     """
     shift = (speaker_means - ubm_means) / variances
     offset = 0.5 * np.sum(shift * (speaker_means + ubm_means), axis=1)
+    # In the frames' precision: float32 frames (the z-norm cohort, stored as float32) halve the
+    # bytes gathered and multiplied; the sums below are float64 again.
+    shift_x = shift.astype(frames.X.dtype, copy=False)
     cross = np.concatenate(
         [
-            np.einsum("nd,nkd->nk", frames.X[rows], shift[frames.top[rows]])
+            np.einsum("nd,nkd->nk", frames.X[rows], shift_x[frames.top[rows]])
             for rows in _blocks(frames.X.shape[0])
         ]
     )

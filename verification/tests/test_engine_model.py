@@ -60,7 +60,8 @@ def test_cohort_scores_equal_the_mean_llr_of_each_cohort_attempt():
         mean_llr(a, ubm.weights, ubm.means, ubm.variances, means, ubm.config.top_c)
         for a in attempts
     ]
-    np.testing.assert_allclose(fast, slow, rtol=1e-10)
+    # The speaker side runs on the stored float32 frames: float32 rounding, not a different sum.
+    np.testing.assert_allclose(fast, slow, rtol=1e-6, atol=1e-6)
 
 
 def test_content_log_ratio_is_negative_when_the_prompted_digit_matches_best():
