@@ -44,8 +44,9 @@ _ARGMAX_ROUNDS = 16  # beyond this many components per frame, argpartition
 class UbmFrames:
     """The speaker-independent part of scoring some frames against a UBM.
 
-    top (n, top_c) component indices; ubm_wld (n, top_c) log w_c + log N(x | c) of those
-    components; ubm_ll (n,) log p(x | UBM) over them.
+    X (n, n_dims) the frames, in the precision the speaker side is computed in (float32 for the
+    z-norm cohort, as stored); top (n, top_c) component indices; ubm_wld (n, top_c) log w_c +
+    log N(x | c) of those components; ubm_ll (n,) log p(x | UBM) over them.
     """
 
     X: np.ndarray

@@ -270,19 +270,17 @@ def calibrate_threshold(
     config: EngineConfig,
     cepstra_config: features.CepstraConfig,
     narrowband: Sequence[features.Utterance] = (),
-    narrow_ceps: Sequence[np.ndarray] | None = None,
+    narrow_ceps: Sequence[np.ndarray] = (),
     progress: Progress = _quiet,
 ) -> tuple[float, dict]:
     """Cross-validated equal-error threshold of the verification score (see module docstring).
 
     With ``narrowband`` (the recordings through an 8 kHz channel, same order) the fold UBMs are
     trained on both versions and the held-out trials are run on both, pooled: one threshold for
-    wideband and narrowband microphones; ``narrow_ceps``, their ``speech_frames`` when the caller
-    has them already (``train_ubm`` trains the final model on them too).
+    wideband and narrowband microphones; ``narrow_ceps`` are their ``speech_frames`` (the caller
+    has them: ``train_ubm`` trains the final model on them too).
     -> (threshold, report) with per-fold and pooled EER in percent and the trial counts.
     """
-    if narrow_ceps is None:
-        narrow_ceps = speech_frames(narrowband, cepstra_config) if narrowband else []
     folds = speaker_folds([r.speaker for r in recordings], params.calibration_folds, params.seed)
     genuine, impostor, per_fold = [], [], []
     for f, held_out in enumerate(folds, 1):
