@@ -18,7 +18,9 @@ are copies, and reported apart.
 Printed: genuine trials flagged as replay (% of genuine trials, an upper bound of the cost), the
 FRR increase (flagged trials the engine would otherwise have accepted, in points), and the share
 of replay attacks caught (previous genuine attempts resent bit-exact, with 1 % Gaussian noise,
-shifted by 3 frames).
+shifted by 3 frames, each frame attenuated by 0-10 dB, 20 % of frames dropped or repeated,
+each band attenuated by 0-3 dB), with the distribution behind ``FRAME_REPLAY_DISTANCE``: each
+genuine utterance's frame distance to its nearest reference, and each replayed one's.
 """
 
 from __future__ import annotations
@@ -40,11 +42,19 @@ REPLAY_RECENT_FINGERPRINTS = 100  # as services.REPLAY_RECENT_FINGERPRINTS
 
 
 def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Copies an attacker can make of captured features that the engine still scores as the
+    original (it drops each frame's level and keeps no frame order beyond the deltas)."""
     mel = utt.mel_bands.astype(np.float64)
+    n = len(mel)
+    energy = np.expm1(mel)
     return {
         "exact": mel,
         "noise 1%": mel * (1 + 0.01 * rng.standard_normal(mel.shape)),
         "shift 3": mel[3:],
+        "frame gains 0..-10 dB": np.log1p(energy * 10 ** (rng.uniform(-1, 0, size=(n, 1)))),
+        "20% of frames dropped": mel[rng.random(n) >= 0.2],
+        "20% of frames repeated": mel[np.sort(np.r_[np.arange(n), rng.choice(n, n // 5)])],
+        "band gains 0..-3 dB": np.log1p(energy * 10 ** (rng.uniform(-0.3, 0, size=(1, 40)))),
     }
 
 
@@ -91,6 +101,10 @@ def main() -> None:
 
     flagged = flagged_accepted = flagged_duplicates = reused = n_genuine = n_accepted = 0
     caught = defaultdict(int)
+    # frame_distance to the nearest reference: per attack, of each replayed utterance; of each
+    # genuine utterance that has no byte-identical reference.
+    attack_distances = defaultdict(list)
+    genuine_nearest = []
     attempts_tried = 0
     attack_rng = np.random.default_rng(args.seed)
     last_genuine: dict[str, evaluation.Trial] = {}
@@ -99,13 +113,17 @@ def main() -> None:
         hit = duplicate = False
         for label, pos in zip(trial.prompted, trial.recordings, strict=True):
             refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
-            for ref in refs:
-                if ref == pos:
-                    reused += 1
-                    continue
-                if replay.distance(fingerprints[pos], fingerprints[ref]) < replay.REPLAY_DISTANCE:
-                    hit = True
-                    duplicate |= digests[pos] == digests[ref]
+            reused += refs.count(pos)
+            refs = [ref for ref in refs if ref != pos]
+            probe, references = fingerprints[pos], [fingerprints[r] for r in refs]
+            found = replay.distances(probe, references)
+            framed = replay.frame_distances(probe, references)
+            close = (found < replay.REPLAY_DISTANCE) | (framed < replay.FRAME_REPLAY_DISTANCE)
+            identical = np.array([digests[pos] == digests[r] for r in refs], dtype=bool)
+            hit |= bool(close.any())
+            duplicate |= bool((close & identical).any())
+            if trial.kind == evaluation.GENUINE and not identical.any():
+                genuine_nearest.append(float(framed.min(initial=np.inf)))
         if trial.kind == evaluation.GENUINE:
             n_genuine += 1
             ok = accepted is not None and bool(accepted[id(trial)])
@@ -121,8 +139,10 @@ def main() -> None:
                     refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
                     for name, mel in _attacks(utterances[pos], attack_rng).items():
                         probe = replay.fingerprint(mel)
-                        if replay.is_replay(probe, (fingerprints[r] for r in refs)):
-                            caught[name] += 1
+                        references = [fingerprints[r] for r in refs]
+                        framed = replay.frame_distances(probe, references)
+                        attack_distances[name].append(float(framed.min(initial=np.inf)))
+                        caught[name] += replay.is_replay(probe, references)
             last_genuine[user] = trial
         for label, pos in zip(trial.prompted, trial.recordings, strict=True):
             recent[user].append((label, pos))
@@ -130,7 +150,8 @@ def main() -> None:
     n_utts = attempts_tried * args.k
     print(
         f"corpus {args.corpus} ({len(recordings)} files, {len(split.enroll)} speakers), "
-        f"K={args.k}, seed {args.seed}, REPLAY_DISTANCE {replay.REPLAY_DISTANCE}"
+        f"K={args.k}, seed {args.seed}, REPLAY_DISTANCE {replay.REPLAY_DISTANCE}, "
+        f"FRAME_REPLAY_DISTANCE {replay.FRAME_REPLAY_DISTANCE}"
     )
     print(f"genuine trials: {n_genuine}; reused recordings skipped: {reused} comparisons")
     print(
@@ -143,10 +164,21 @@ def main() -> None:
             f"(FRR {100 * (1 - n_accepted / n_genuine):.2f} %); replay check would reject "
             f"{flagged_accepted} of them: FRR +{100 * flagged_accepted / n_genuine:.2f} points"
         )
+    near = np.array(genuine_nearest)
+    low = [np.percentile(near, q, method="lower") for q in (0.1, 1)]
+    print(
+        f"genuine utterances ({near.size}, no byte-identical reference): frame_distance to the "
+        f"nearest reference: min {near.min():.3f}, 0.1 % {low[0]:.3f}, 1 % {low[1]:.3f}, "
+        f"median {np.median(near):.3f}"
+    )
     for name, count in caught.items():
+        far = np.array(attack_distances[name])
+        finite = far[np.isfinite(far)]
         print(
             f"replayed utterances caught ({name}): {count}/{n_utts} "
-            f"({100 * count / max(n_utts, 1):.1f} %)"
+            f"({100 * count / max(n_utts, 1):.1f} %); frame_distance 99 % "
+            f"{np.percentile(finite, 99, method='higher'):.3f}, max {finite.max():.3f} "
+            f"({far.size - finite.size} with too few frames to compare)"
         )
     print(f"{time.perf_counter() - started:.1f} s")
 

@@ -741,9 +741,8 @@ def _replay_detected(*, user, prompted: Sequence[int], probes: Sequence[np.ndarr
     for digit, raw in recent.values_list("digit", "fingerprint"):
         references[digit].append(replay.unpack(bytes(raw)))
     # Copies inside one attempt count too: one recording must not answer two prompts.
-    return any(
-        replay.is_replay(probe, [*references[int(digit)], *probes[:i]])
-        for i, (digit, probe) in enumerate(zip(prompted, probes, strict=True))
+    return replay.any_replay(
+        probes, [[*references[int(digit)], *probes[:i]] for i, digit in enumerate(prompted)]
     )
 
 

@@ -81,8 +81,8 @@ def _check(payload: dict, models, outcomes: list[str]) -> None:
     assert math.isfinite(verdict.score), verdict
     assert verdict.reason in ("accepted", "low_score", "wrong_content")
     fp = replay.fingerprint(utt.mel_bands)
-    distance = replay.distance(fp, fp)
-    assert not math.isnan(distance)
+    assert not math.isnan(replay.distance(fp, fp))
+    assert not math.isnan(replay.frame_distance(fp, fp))
     outcomes.append("scored")
 
 
@@ -166,3 +166,4 @@ def test_replay_fingerprint_of_any_matrix_is_defined(mel):
     assert fp.dtype == np.uint8
     assert fp.shape == (mel.shape[0], replay.FINGERPRINT_BANDS)
     assert not math.isnan(replay.distance(fp, fp))
+    assert not math.isnan(replay.frame_distance(fp, fp))

@@ -1,8 +1,10 @@
 """Replay of features: copies of a user's enrollment utterances or recent attempts are refused.
 
 The attacker holds feature arrays the server has seen (an intercepted enrollment upload or an
-earlier verification) and posts them again: bit-exact, with 1 % Gaussian noise, or shifted or
-cropped by 1-5 frames. Different takes of the same speaker saying the same digit must pass.
+earlier verification) and posts them again: bit-exact, with 1 % Gaussian noise, shifted or
+cropped by 1-5 frames, or changed where the engine does not look (each frame attenuated by up to
+10 dB, a fifth of the frames dropped or repeated). Different takes of the same speaker saying the
+same digit must pass.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
         mel, rms = mel[:-k], rms[:-k]
     elif kind == "pad":  # k frames of the start repeated in front (the copy starts earlier)
         mel, rms = np.vstack([mel[:k], mel]), np.concatenate([rms[:k], rms])
+    elif kind == "framegain":  # each frame attenuated by 0..k dB (the engine drops c0)
+        gains = 10 ** (-rng.uniform(0, k, size=(len(mel), 1)) / 10)
+        mel = np.log1p(np.expm1(mel) * gains)
+    elif kind == "drop":  # k % of the frames dropped here and there
+        kept = rng.random(len(mel)) >= k / 100
+        mel, rms = mel[kept], rms[kept]
+    elif kind == "repeat":  # k % of the frames said twice
+        index = np.sort(
+            np.concatenate([np.arange(len(mel)), rng.choice(len(mel), len(mel) * k // 100)])
+        )
+        mel, rms = mel[index], rms[index]
     elif kind != "exact":
         raise ValueError(how)
     return Utterance(mel_bands=mel, rms=rms, digit=None)
@@ -59,6 +72,9 @@ ATTACKS = [
     "noise_abs",
     *(f"{kind}:{k}" for kind in ("shift", "crop", "pad") for k in range(1, 6)),
 ]
+# Copies no single lag lines up, which the engine still scores as the original: caught frame by
+# frame (replay.frame_distance).
+FRAME_ATTACKS = ["framegain:10", "drop:20", "repeat:20"]
 
 
 def _verify(user, utterances, digits: str = DIGITS):
@@ -85,13 +101,29 @@ def test_fingerprint_distance_of_a_tampered_copy_is_below_the_threshold(corpus, 
         assert distance < replay.REPLAY_DISTANCE, (digit, distance)
 
 
+@pytest.mark.parametrize("how", ["exact", "noise", "shift:5", "crop:5", "pad:3", *FRAME_ATTACKS])
+def test_frame_distance_of_a_rescaled_thinned_or_stuttered_copy_is_below_its_threshold(corpus, how):
+    rng = np.random.default_rng(7)
+    lag_distances = []
+    for digit in range(10):
+        original = replay.fingerprint(corpus.utterance(GENUINE, digit, 0).mel_bands)
+        copy = replay.fingerprint(_tamper(corpus.utterance(GENUINE, digit, 0), how, rng).mel_bands)
+        assert replay.frame_distance(copy, original) < replay.FRAME_REPLAY_DISTANCE, digit
+        assert replay.is_replay(copy, [original])
+        lag_distances.append(replay.distance(copy, original))
+    if how == "framegain:10":  # the blind spot of the alignment that this measure closes
+        assert min(lag_distances) > replay.REPLAY_DISTANCE
+
+
 def test_different_takes_of_one_digit_are_not_copies(corpus):
     for digit in range(10):
         takes = [
             replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands) for i in range(6)
         ]
-        for a, b in itertools.combinations(takes, 2):
+        for a, b in itertools.permutations(takes, 2):
             assert replay.distance(a, b) > replay.REPLAY_DISTANCE
+            assert replay.frame_distance(a, b) > replay.FRAME_REPLAY_DISTANCE
+            assert not replay.is_replay(a, [b])
 
 
 def test_fingerprint_survives_a_gain_change(corpus):
@@ -181,11 +213,52 @@ def test_batched_distances_equal_the_definition(corpus, monkeypatch, int32_keys)
     assert compared > 100  # most pairs are comparable, not just refused as inf
 
 
+def _reference_frame_distance(probe: np.ndarray, ref: np.ndarray) -> float:
+    """The definition of ``replay.frame_distance``, one frame at a time (slow, plain)."""
+
+    def shapes(fp, loud_db):
+        fp = fp.astype(np.float64)
+        floor = -int(replay._SHAPE_RANGE)  # SHAPE_RANGE_DB in whole levels
+        out = []
+        for frame in fp:
+            if frame.max() > 0 and frame.max() >= fp.max() - loud_db * replay._LEVELS_PER_DB:
+                shape = np.maximum(frame - frame.max(), floor)
+                if (shape > floor).sum() >= replay.MIN_SHAPE_BANDS:
+                    out.append(shape - shape.mean())
+        return out
+
+    mine, theirs = shapes(probe, replay.PROBE_LOUD_DB), shapes(ref, replay.REFERENCE_LOUD_DB)
+    if len(mine) < replay.MIN_FRAMES or not theirs:
+        return np.inf
+    nearest = [min(np.sqrt(np.mean((x - y) ** 2)) for y in theirs) for x in mine]
+    return float(np.median(nearest)) / replay.LEVELS_PER_LN
+
+
+def test_batched_frame_distances_equal_the_definition(corpus):
+    rng = np.random.default_rng(5)
+    takes = [replay.fingerprint(corpus.utterance(GENUINE, 6, i).mel_bands) for i in range(4)]
+    copies = [replay.fingerprint(_tamper(corpus.utterance(GENUINE, 6, 0), how, rng).mel_bands)
+              for how in ("noise", "drop:20", "framegain:10")]  # fmt: skip
+    noise = [rng.integers(0, 256, size=(n, 20)).astype(np.uint8) for n in (3, 25, 60)]
+    fingerprints = [
+        *takes,
+        *copies,
+        *noise,
+        np.zeros((0, 20), np.uint8),
+        np.zeros((9, 20), np.uint8),
+    ]
+    for probe in fingerprints:
+        expected = [_reference_frame_distance(probe, ref) for ref in fingerprints]
+        np.testing.assert_allclose(replay.frame_distances(probe, fingerprints), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        replay.frame_distances(np.zeros((5, 19)), fingerprints)
+
+
 # --------------------------------------------------------------------------------------------------
 # The service refuses replays, audited and charged
 
 
-@pytest.mark.parametrize("how", ATTACKS)
+@pytest.mark.parametrize("how", [*ATTACKS, *FRAME_ATTACKS])
 def test_tampered_copy_of_an_enrollment_utterance_is_rejected_as_replay(
     enrolled_alice, corpus, how
 ):
@@ -198,7 +271,9 @@ def test_tampered_copy_of_an_enrollment_utterance_is_rejected_as_replay(
     assert VerificationLockout.objects.get(user=enrolled_alice).consecutive_failures == 1
 
 
-@pytest.mark.parametrize("how", ["exact", "noise", "noise_abs", "shift:3", "crop:5", "pad:1"])
+@pytest.mark.parametrize(
+    "how", ["exact", "noise", "noise_abs", "shift:3", "crop:5", "pad:1", *FRAME_ATTACKS]
+)
 def test_tampered_copy_of_a_recent_attempt_is_rejected_as_replay(enrolled_alice, corpus, how):
     rng = np.random.default_rng(13)
     first = _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
