@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from verification import engine, features
-from verification.engine import corpus, evaluation, train
+from verification.engine import corpus, evaluation, replay, train
 from verification.engine.gmm import train_gmm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,6 +138,27 @@ def main(argv: list[str] | None = None) -> int:
             f"recomputed, as after a model-cache miss): {cold_ms:.2f} ms"
         )
         print(f"- speaker score alone (GMM-UBM LLR + z-norm) for that attempt: {score_ms:.2f} ms")
+        # The replay check of that attempt as the service runs it for a user with a full memory:
+        # each utterance against 15 of the speaker's other recordings of its digit.
+        answered = {split.test["george"][d][0] for d in prompted}
+        others = {
+            d: [p for p in range(len(recs)) if ids[recs[p].label] == d and p not in answered]
+            for d in prompted
+        }
+        probes = [replay.fingerprint(u.mel_bands) for u in attempt]
+        references = [
+            [replay.fingerprint(utts[p].mel_bands) for p in others[d][-15:]] for d in prompted
+        ]
+        replay_ms = median_ms(lambda: replay.any_replay(probes, references), repeats)
+        framed_ms = median_ms(
+            lambda: [replay.frame_distances(p, r) for p, r in zip(probes, references, strict=True)],
+            repeats,
+        )
+        print(
+            f"- replay check of that attempt (each utterance against 15 references of its digit, "
+            f"aligned and frame by frame): {replay_ms:.2f} ms; the frame-by-frame measure alone, "
+            f"one utterance at a time: {framed_ms:.2f} ms"
+        )
 
         # UBM training: EM as train_ubm runs it on all of dspspeech20 (without calibration).
         recs = corpus.list_recordings(dsp)
