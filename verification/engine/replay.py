@@ -29,22 +29,24 @@ engine drops c0 (each frame's level), its speaker score keeps no frame order bey
 and its content check's DTW absorbs dropped or repeated frames. So a copy with each frame
 attenuated by a random 0-10 dB, or with frames dropped or repeated here and there, scores as the
 original while no single lag lines it up (``bench/replay_cost.py`` on fsdd: the alignment alone
-caught 0.1 %, 52 % and 64 % of such replays). :func:`frame_distance`
-closes it. It compares *frame shapes*: each loud frame's levels relative to that frame's own
-peak, floored ``SHAPE_RANGE_DB`` below it, less their mean, so a frame's gain cancels. It pairs
-every probe frame with its nearest reference frame, so no order is assumed, and takes the median
-over the probe's frames. A copy, however rescaled, thinned or stuttered, finds most of its
-frames again at ~0. A fresh take finds few that close, once frames with fewer than
+caught 0.1 %, 52 % and 64 % of such replays).
+
+:func:`frame_distance` closes it. It compares *frame shapes*: each loud frame's levels relative
+to that frame's own peak, floored ``SHAPE_RANGE_DB`` below it, less their mean, so a frame's gain
+cancels. It pairs every probe frame with its nearest reference frame, so no order is assumed, and
+takes the median over the probe's frames. A copy, however rescaled, thinned or stuttered, finds
+most of its frames again at ~0. A fresh take finds few that close, once frames with fewer than
 ``MIN_SHAPE_BANDS`` bands above their floor are left out (a lone formant or hum over silence
 has the same shape in every take). Measured (``bench/replay_cost.py``, service protocol): of
 genuine utterances, the nearest reference was 0.056 away at least (one in 5000 fsdd utterances
 below 0.1; dspspeech20 0.112); 99 % of copies with 1 % noise at most 0.042, and every compared
 copy with 0-10 dB frame gains or a fifth of its frames dropped or repeated at most 0.031.
 ``FRAME_REPLAY_DISTANCE`` sits between.
+
 A probe is a copy when either measure is below its threshold (``REPLAY_DISTANCE``,
-``FRAME_REPLAY_DISTANCE``). Neither cancels a gain per band (a spectral tilt, which the
-engine's mean normalisation removes): such copies are caught by the alignment while the tilt
-stays within about 3 dB.
+``FRAME_REPLAY_DISTANCE``). Neither cancels a gain per band (a spectral tilt, which the engine's
+mean normalisation removes): the alignment catches such copies while the tilt stays within about
+3 dB, and ``bench/replay_cost.py`` measures the rest as a known gap.
 
 Pure numpy, no Django, no I/O.
 """
@@ -312,8 +314,10 @@ def _shapes(fingerprints: Sequence[np.ndarray], loud_db: float) -> tuple[np.ndar
     if not len(fingerprints):
         return np.zeros((FINGERPRINT_BANDS, 0)), counts
     try:
-        levels = np.concatenate(fingerprints).astype(np.int16)  # levels 0..255 and differences
-    except ValueError:  # widths or dimensions differ
+        levels = _levels(np.concatenate(fingerprints))  # int16: levels 0..255 and differences
+    except ValueError as error:  # widths or dimensions differ, or levels out of range
+        if "0..255" in str(error):
+            raise
         levels = None
     if levels is None or levels.ndim != 2 or levels.shape[1] != FINGERPRINT_BANDS:
         shapes = sorted({np.shape(fp) for fp in fingerprints})

@@ -153,6 +153,10 @@ def test_levels_no_fingerprint_holds_are_refused(bad):
         replay.distances(wrong, [ok])
     with pytest.raises(ValueError, match="0..255"):
         replay.distances(ok, [ok, wrong])
+    with pytest.raises(ValueError, match="0..255"):
+        replay.frame_distances(wrong, [ok])
+    with pytest.raises(ValueError, match="0..255"):
+        replay.is_replay(ok, [ok, wrong])
 
 
 def test_silence_fingerprint_is_all_floor_and_matches_nothing():
