@@ -21,7 +21,9 @@ of replay attacks caught (previous genuine attempts resent bit-exact, with 1 % G
 shifted by 3 frames, each frame attenuated by 0-10 dB, 20 % of frames dropped or repeated,
 each band attenuated by 0-3 dB; and, a known gap, each band by 0-10 dB or frames and bands by
 0-6 dB each), with the distribution behind ``FRAME_REPLAY_DISTANCE``: each
-genuine utterance's frame distance to its nearest reference, and each replayed one's.
+genuine utterance's frame distance to its nearest reference, and each replayed one's; and, per
+attack, how many replayed attempts the engine would accept and how many of those get past the
+replay check (what an attacker gains).
 """
 
 from __future__ import annotations
@@ -42,25 +44,32 @@ DEFAULT_PATH = Path(__file__).resolve().parents[1] / "verification" / "data" / "
 REPLAY_RECENT_FINGERPRINTS = 100  # as services.REPLAY_RECENT_FINGERPRINTS
 
 
-def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, Utterance]:
     """Copies an attacker can make of captured features that the engine still scores as the
     original (it drops each frame's level and keeps no frame order beyond the deltas)."""
     mel = utt.mel_bands.astype(np.float64)
     n = len(mel)
     energy = np.expm1(mel)
+
+    def frames(index) -> Utterance:
+        return Utterance(mel[index], utt.rms[index], None)
+
+    def gains(log10_gains: np.ndarray) -> Utterance:  # attenuations: the frame's rms stays valid
+        return Utterance(np.log1p(energy * 10**log10_gains), utt.rms, None)
+
     return {
-        "exact": mel,
-        "noise 1%": mel * (1 + 0.01 * rng.standard_normal(mel.shape)),
-        "shift 3": mel[3:],
-        "frame gains 0..-10 dB": np.log1p(energy * 10 ** (rng.uniform(-1, 0, size=(n, 1)))),
-        "20% of frames dropped": mel[rng.random(n) >= 0.2],
-        "20% of frames repeated": mel[np.sort(np.r_[np.arange(n), rng.choice(n, n // 5)])],
-        "band gains 0..-3 dB": np.log1p(energy * 10 ** (rng.uniform(-0.3, 0, size=(1, 40)))),
+        "exact": Utterance(mel, utt.rms, None),
+        "noise 1%": Utterance(mel * (1 + 0.01 * rng.standard_normal(mel.shape)), utt.rms, None),
+        "shift 3": frames(slice(3, None)),
+        "frame gains 0..-10 dB": gains(rng.uniform(-1, 0, size=(n, 1))),
+        "20% of frames dropped": frames(rng.random(n) >= 0.2),
+        "20% of frames repeated": frames(np.sort(np.r_[np.arange(n), rng.choice(n, n // 5)])),
+        "band gains 0..-3 dB": gains(rng.uniform(-0.3, 0, size=(1, 40))),
         # Not caught (a gain per band, which the engine's mean normalisation removes): measured
         # to show the gap, not to pass.
-        "band gains 0..-10 dB": np.log1p(energy * 10 ** (rng.uniform(-1, 0, size=(1, 40)))),
-        "frame and band gains 0..-6 dB": np.log1p(
-            energy * 10 ** (rng.uniform(-0.6, 0, size=(n, 1)) + rng.uniform(-0.6, 0, size=(1, 40)))
+        "band gains 0..-10 dB": gains(rng.uniform(-1, 0, size=(1, 40))),
+        "frame and band gains 0..-6 dB": gains(
+            rng.uniform(-0.6, 0, size=(n, 1)) + rng.uniform(-0.6, 0, size=(1, 40))
         ),
     }
 
@@ -86,7 +95,7 @@ def main() -> None:
     trials = evaluation.make_trials(recordings, split, k=args.k, n_trials=args.trials, rng=rng)
     fingerprints = [replay.fingerprint(u.mel_bands) for u in utterances]
 
-    accepted = None
+    accepted = models = None
     if not args.no_engine:
         ubm = engine.load_background_model(args.ubm.read_bytes())
         models = evaluation.enroll_speakers(ubm, recordings, utterances, split)
@@ -112,6 +121,9 @@ def main() -> None:
     # genuine utterance that has no byte-identical reference.
     attack_distances = defaultdict(list)
     genuine_nearest = []
+    # Per attack, replayed attempts (all K utterances copied) the engine accepts, and of those
+    # the ones the replay check lets through: what an attacker gains.
+    engine_accepts, got_through = defaultdict(int), defaultdict(int)
     attempts_tried = 0
     attack_rng = np.random.default_rng(args.seed)
     last_genuine: dict[str, evaluation.Trial] = {}
@@ -142,14 +154,23 @@ def main() -> None:
             previous = last_genuine.get(user)
             if previous is not None:  # an attacker resends the user's previous attempt
                 attempts_tried += 1
+                sent, stopped = defaultdict(list), defaultdict(bool)
                 for label, pos in zip(previous.prompted, previous.recordings, strict=True):
                     refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
-                    for name, mel in _attacks(utterances[pos], attack_rng).items():
-                        probe = replay.fingerprint(mel)
+                    for name, copy in _attacks(utterances[pos], attack_rng).items():
+                        probe = replay.fingerprint(copy.mel_bands)
                         references = [fingerprints[r] for r in refs]
                         framed = replay.frame_distances(probe, references)
                         attack_distances[name].append(float(framed.min(initial=np.inf)))
-                        caught[name] += replay.is_replay(probe, references)
+                        hit = replay.is_replay(probe, references)
+                        caught[name] += hit
+                        stopped[name] |= hit
+                        sent[name].append(copy)
+                if models is not None:  # would the engine accept the replayed attempt?
+                    for name, copies in sent.items():
+                        verdict = engine.verify(ubm, models[user], previous.prompted, copies)
+                        engine_accepts[name] += verdict.accepted
+                        got_through[name] += verdict.accepted and not stopped[name]
             last_genuine[user] = trial
         for label, pos in zip(trial.prompted, trial.recordings, strict=True):
             recent[user].append((label, pos))
@@ -187,6 +208,11 @@ def main() -> None:
             f"{np.percentile(finite, 99, method='higher'):.3f}, max {finite.max():.3f} "
             f"({far.size - finite.size} with too few frames to compare)"
         )
+        if models is not None:
+            print(
+                f"    replayed attempts the engine accepts: {engine_accepts[name]}/"
+                f"{attempts_tried}; accepted and not caught: {got_through[name]}/{attempts_tried}"
+            )
     print(f"{time.perf_counter() - started:.1f} s")
 
 
