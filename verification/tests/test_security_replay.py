@@ -258,6 +258,23 @@ def test_batched_frame_distances_equal_the_definition(corpus):
         replay.frame_distances(np.zeros((5, 19)), fingerprints)
 
 
+def test_each_probe_of_an_attempt_is_judged_against_its_own_references(corpus):
+    rng = np.random.default_rng(9)
+    take = {d: replay.fingerprint(corpus.utterance(GENUINE, d, 1).mel_bands) for d in (2, 8)}
+    other = {d: replay.fingerprint(corpus.utterance(GENUINE, d, 2).mel_bands) for d in (2, 8)}
+    copy = replay.fingerprint(
+        _tamper(corpus.utterance(GENUINE, 8, 2), "framegain:10", rng).mel_bands
+    )
+    probes = [take[2], copy]
+    references = [[other[2]], [other[8], take[8]]]
+    batched = replay._frame_distances(probes, references)
+    for probe, refs, found in zip(probes, references, batched, strict=True):
+        np.testing.assert_array_equal(found, replay.frame_distances(probe, refs))
+    assert replay.any_replay(probes, references)
+    # The copy's original is among the other probe's references, which do not count for it.
+    assert not replay.any_replay(probes, [[other[2], other[8]], [take[2]]])
+
+
 # --------------------------------------------------------------------------------------------------
 # The service refuses replays, audited and charged
 
