@@ -157,9 +157,9 @@ def main() -> None:
                 sent, stopped = defaultdict(list), defaultdict(bool)
                 for label, pos in zip(previous.prompted, previous.recordings, strict=True):
                     refs = enrolled[user][label] + [p for lab, p in recent[user] if lab == label]
+                    references = [fingerprints[r] for r in refs]
                     for name, copy in _attacks(utterances[pos], attack_rng).items():
                         probe = replay.fingerprint(copy.mel_bands)
-                        references = [fingerprints[r] for r in refs]
                         framed = replay.frame_distances(probe, references)
                         attack_distances[name].append(float(framed.min(initial=np.inf)))
                         hit = replay.is_replay(probe, references)

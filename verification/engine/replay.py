@@ -373,7 +373,7 @@ def _frame_distances(
         keep = counts[mine] > 0
         if rows[i] >= MIN_FRAMES and keep.any():
             start = column_starts[mine][keep]
-            end = start[-1] + counts[mine][keep][-1]
+            end = start[-1] + counts[mine][keep][-1]  # the last kept reference's end
             probe = shapes[:, row_starts[i] : row_starts[i] + rows[i]]
             squared = _nearest_squared(probe, frames[:, start[0] : end])
             nearest = np.minimum.reduceat(squared, start - start[0], axis=1)
