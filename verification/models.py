@@ -395,9 +395,10 @@ class ReplayFingerprint(models.Model):
     """A compact fingerprint of one utterance of a recent verification attempt, kept only so a
     later submission of the same (or slightly altered) features is refused as a replay.
 
-    ``engine.replay.fingerprint``: a coarse, peak-relative log spectrogram (uint8, 20 bands per
-    frame); the engine cannot score it. Deleted with the voiceprint; only the newest
-    ``services.REPLAY_RECENT_FINGERPRINTS`` per user are kept.
+    ``engine.replay.fingerprint``: a peak-relative log spectrogram quantised to 0.54 dB over the
+    top 40 dB (uint8, 40 bands per frame), a quarter of the features' size. Like the stored
+    enrollment features, it describes the voice: deleted with the voiceprint, exported with the
+    user's data; only the newest ``services.REPLAY_RECENT_FINGERPRINTS`` per user are kept.
     """
 
     user = models.ForeignKey(

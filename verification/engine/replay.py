@@ -1,52 +1,45 @@
 """Replay detection: is a submitted utterance a (near-)copy of one the server has seen before?
 
 The browser computes the features, so an attacker who once captured a user's feature arrays (an
-enrollment upload, an earlier verification) can post them again, bit-exact or slightly altered so
-that an equality test misses them. Two recordings of the same person saying the same digit are
-never that close: the voice, the timing and the room all move. This module measures how close.
+enrollment upload, an earlier verification) can post them again, bit-exact or altered so that an
+equality test misses them. What the engine ignores, the attacker changes for free: it drops c0
+(each frame's level), its cepstral mean normalisation removes a gain per mel band (a spectral
+tilt), its speaker score keeps no frame order beyond the deltas, and its content check's DTW
+absorbs dropped or repeated frames. Two recordings of the same person saying the same digit are
+never close in what is left: the voice, the timing and the room all move. This module measures
+how close.
 
-A :func:`fingerprint` keeps only what the comparison needs: a coarse log spectrogram of 20 bands
-(pairs of Meyda's 40 mel bands summed), relative to the utterance's own peak (so a gain change
-does not hide a copy), quantised to 1/16 of a natural-log unit (0.54 dB) over the top 40 dB and
-stored as ``uint8``. It cannot be turned back into the features the engine scores.
+A :func:`fingerprint` keeps a log spectrogram of Meyda's 40 mel bands relative to the
+utterance's own peak, quantised to 1/16 of a natural-log unit (0.54 dB) over the top 40 dB and
+stored as ``uint8``: one byte per band and frame. A probe is a copy when either of two measures
+finds it close to a reference.
 
-:func:`distance` aligns two fingerprints at every lag up to ``MAX_LAG`` frames (copies shifted or
-cropped) and takes the smallest, over the lags, of the median absolute deviation of their
-difference over the cells within ``ACTIVE_DB`` of the peak of either one (a robust spread: a few
-altered cells, or clipped noise in near-silent ones, do not hide a copy; a constant offset is
-removed). Lengths more than ``2 * MAX_LAG`` frames apart are no copy. Both medians are read off
-per-lag histograms of the integer differences, not sorted.
+:func:`change_distance` compares *spectral changes*: the difference between two loud frames a
+lag apart, band by band, over the bands that are above the floor in both, less its mean over
+those bands. A frame's gain and a band's gain both cancel in it, whatever they are. Every change
+of the probe between neighbouring frames is paired with the nearest change of the reference
+between frames 1 or 2 apart: no order is assumed, so a shift or a dropped frame changes nothing,
+and a repeated frame makes a change of zero, which is not compared. The distance is the median
+over the probe's changes. A copy, however rescaled, tilted, thinned or stuttered, finds its
+changes again at about the quantisation's 0.04. A fresh take of the same digit finds few that
+close, once changes too small to tell takes apart are left out (``MIN_CHANGE``: a held vowel
+changes little in every take). Below ``CHANGE_DISTANCE``, it is a copy.
 
-Measured on the development corpora (``bench/replay_cost.py``): different takes of one speaker
-saying one word are at least 0.25 apart (fsdd, 1680 pairs) and 0.375 (dspspeech20, 4060 pairs;
-its 20 byte-identical duplicate files are copies and excluded); exact copies are at 0, copies
-with 1-3 % multiplicative Gaussian noise at <= 0.0625, with additive noise (sigma 1 % of the
-spread, clipped at 0) at <= 0.19, shifted, cropped or padded by 1-5 frames at 0.
-``REPLAY_DISTANCE`` sits between the two.
+Differences of two frames carry the noise of both, so noise added to a copy moves its changes
+twice as far as its frames. :func:`aligned_distance` is the measure for noisy copies: it aligns
+the two spectrograms, pairs of bands summed (which averages a copy's noise), at every lag up to
+``MAX_LAG`` frames (copies shifted or cropped) and takes the smallest, over the lags, of the
+median absolute deviation of their difference over the cells within ``ACTIVE_DB`` of the peak
+of either (a robust spread: a few altered cells, or noise in near-silent ones, do not hide a
+copy; a constant offset is removed). Below ``ALIGNED_DISTANCE``, it is a copy. It misses what
+the changes catch (gains per frame or per band, frames dropped or repeated), and the changes
+miss copies with a few percent of noise, which it catches.
 
-That alignment has a blind spot: what the engine ignores, an attacker changes for free. The
-engine drops c0 (each frame's level), its speaker score keeps no frame order beyond the deltas,
-and its content check's DTW absorbs dropped or repeated frames. So a copy with each frame
-attenuated by a random 0-10 dB, or with frames dropped or repeated here and there, scores as the
-original while no single lag lines it up (``bench/replay_cost.py`` on fsdd: the alignment alone
-caught 0.1 %, 52 % and 64 % of such replays).
-
-:func:`frame_distance` closes it. It compares *frame shapes*: each loud frame's levels relative
-to that frame's own peak, floored ``SHAPE_RANGE_DB`` below it, less their mean, so a frame's gain
-cancels. It pairs every probe frame with its nearest reference frame, so no order is assumed, and
-takes the median over the probe's frames. A copy, however rescaled, thinned or stuttered, finds
-most of its frames again at ~0. A fresh take finds few that close, once frames with fewer than
-``MIN_SHAPE_BANDS`` bands above their floor are left out (a lone formant or hum over silence
-has the same shape in every take). Measured (``bench/replay_cost.py``, service protocol): of
-genuine utterances, the nearest reference was 0.056 away at least (one in 5000 fsdd utterances
-below 0.1; dspspeech20 0.112); 99 % of copies with 1 % noise at most 0.042, and every compared
-copy with 0-10 dB frame gains or a fifth of its frames dropped or repeated at most 0.031.
-``FRAME_REPLAY_DISTANCE`` sits between.
-
-A probe is a copy when either measure is below its threshold (``REPLAY_DISTANCE``,
-``FRAME_REPLAY_DISTANCE``). Neither cancels a gain per band (a spectral tilt, which the engine's
-mean normalisation removes): the alignment catches such copies while the tilt stays within about
-3 dB, and ``bench/replay_cost.py`` measures the rest as a known gap.
+``bench/replay_cost.py`` measures both on the development corpora, with the service's
+protocol: what genuine users lose (takes flagged as copies), and which replayed attempts the
+engine would accept and the check lets through. ``docs/benchmarks.md`` has the figures. No
+measure of closeness catches a copy altered by more than two takes differ; for such a copy,
+only the engine's own score stands between the attacker and an accept.
 
 Pure numpy, no Django, no I/O.
 """
@@ -58,42 +51,54 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 N_MEL_BANDS = 40
-FINGERPRINT_BANDS = 20
+FINGERPRINT_BANDS = N_MEL_BANDS
 # Quantisation: levels per natural-log unit of band energy, and the range kept below the peak.
 LEVELS_PER_LN = 16.0
 FLOOR_DB = 40.0
-# Cells within this many dB of the peak (in either fingerprint) are compared.
-ACTIVE_DB = 30.0
-# Frame lags tried when aligning (shifts or crops of 1-5 frames, with margin).
-MAX_LAG = 8
-# An alignment must overlap this share of the shorter utterance, with this many active cells.
-MIN_OVERLAP = 0.5
-MIN_ACTIVE_CELLS = 20
-# Distances below this (natural-log units of band energy) are copies.
-REPLAY_DISTANCE = 0.2
-# Frame shapes (frame_distance): a probe's frames within PROBE_LOUD_DB of its loudest are
-# compared with a reference's within REFERENCE_LOUD_DB of its own (wider: a probe frame raised a
-# little still finds its original); a shape spans SHAPE_RANGE_DB below its frame's peak and needs
-# MIN_SHAPE_BANDS bands above that floor; a probe needs MIN_FRAMES such frames (else only the
-# alignment judges it); below FRAME_REPLAY_DISTANCE (natural-log units, RMS per band) it is a copy.
+# Compared frames: within PROBE_LOUD_DB of the probe's loudest frame, and within the wider
+# REFERENCE_LOUD_DB of a reference's (a probe frame raised a little still finds its original).
 PROBE_LOUD_DB = 15.0
 REFERENCE_LOUD_DB = 25.0
-SHAPE_RANGE_DB = 20.0
-MIN_FRAMES = 3
-MIN_SHAPE_BANDS = 5
-FRAME_REPLAY_DISTANCE = 0.07
+# Frame lags of the changes: the probe's between neighbours, a reference's also across one frame
+# (the probe's neighbours after a frame was dropped).
+PROBE_LAGS = (1,)
+REFERENCE_LAGS = (1, 2)
+# A change is compared over the bands within BAND_RANGE_DB of their frame's peak in all its
+# frames (noise near the floor moves a logarithm most), at least MIN_BANDS of them; a probe's
+# change needs a spread of MIN_CHANGE (natural-log units, RMS over bands), and a probe needs
+# MIN_CHANGES such changes (else the changes do not judge it: too little to tell).
+BAND_RANGE_DB = 30.0
+MIN_BANDS = 8
+MIN_CHANGE = 0.1
+MIN_CHANGES = 3
+# Change distances below this (natural-log units, RMS per band) are copies: on both development
+# corpora, copies without noise lie within 0.05 and fresh takes beyond 0.10 (noisy copies are
+# the alignment's to catch).
+CHANGE_DISTANCE = 0.08
+# The alignment (aligned_distance): on pairs of bands summed (averaging a copy's noise), cells
+# within ACTIVE_DB of the peak (in either) are compared, at lags up to MAX_LAG frames (shifts or
+# crops of 1-5 frames, with margin); an alignment must overlap MIN_OVERLAP of the shorter
+# utterance with MIN_ACTIVE_CELLS active cells; distances below ALIGNED_DISTANCE (natural-log
+# units, a robust spread) are copies.
+COARSE_BANDS = 20
+ACTIVE_DB = 30.0
+MAX_LAG = 8
+MIN_OVERLAP = 0.5
+MIN_ACTIVE_CELLS = 20
+ALIGNED_DISTANCE = 0.2
 
 _LN_10 = float(np.log(10.0))
 _FLOOR_LN = FLOOR_DB / 10 * _LN_10
-_ACTIVE_LEVEL = (FLOOR_DB - ACTIVE_DB) / 10 * _LN_10 * LEVELS_PER_LN
 _LEVELS_PER_DB = _LN_10 / 10 * LEVELS_PER_LN
-# The shape's floor in whole levels (SHAPE_RANGE_DB is 73.7 levels: shapes are integers).
-_SHAPE_RANGE = np.int16(np.floor(SHAPE_RANGE_DB * _LEVELS_PER_DB))
+_ACTIVE_LEVEL = (FLOOR_DB - ACTIVE_DB) / 10 * _LN_10 * LEVELS_PER_LN
 FINGERPRINT_DTYPE = np.dtype("u1")
+_MAX_LEVEL = 255
+# Each level's band energy relative to the floor; the floor itself (level 0) counts as none.
+_ENERGY_OF_LEVEL = np.r_[0.0, np.exp(np.arange(1, _MAX_LEVEL + 1) / LEVELS_PER_LN)].astype("f4")
 
 
 def fingerprint(mel_bands: np.ndarray) -> np.ndarray:
-    """Meyda melBands (n_frames, 40) -> replay fingerprint (n_frames, 20) uint8.
+    """Meyda melBands (n_frames, 40) -> replay fingerprint (n_frames, 40) uint8.
 
     Level 0 is the floor (FLOOR_DB below the utterance's loudest cell); each level is
     1/LEVELS_PER_LN of a natural-log unit above it. An all-silent utterance maps to all zeros.
@@ -103,8 +108,6 @@ def fingerprint(mel_bands: np.ndarray) -> np.ndarray:
         raise ValueError(f"mel_bands must have shape (n_frames, {N_MEL_BANDS}), got {mel.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # validated input never overflows
         energy = np.maximum(np.expm1(mel), 0.0)
-    energy = energy.reshape(mel.shape[0], FINGERPRINT_BANDS, N_MEL_BANDS // FINGERPRINT_BANDS)
-    energy = energy.sum(axis=2)
     peak = float(energy.max(initial=0.0))
     if not np.isfinite(peak) or peak <= 0.0:
         return np.zeros(energy.shape, dtype=FINGERPRINT_DTYPE)
@@ -112,7 +115,7 @@ def fingerprint(mel_bands: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
         levels = (np.log(energy) - floor) * LEVELS_PER_LN
     levels = np.nan_to_num(levels, nan=0.0, neginf=0.0)
-    return np.clip(np.round(levels), 0, 255).astype(FINGERPRINT_DTYPE)
+    return np.clip(np.round(levels), 0, _MAX_LEVEL).astype(FINGERPRINT_DTYPE)
 
 
 def pack(fp: np.ndarray) -> bytes:
@@ -121,28 +124,167 @@ def pack(fp: np.ndarray) -> bytes:
 
 
 def unpack(raw: bytes) -> np.ndarray:
-    """Raw bytes from :func:`pack` -> (n_frames, 20) uint8."""
+    """Raw bytes from :func:`pack` -> (n_frames, 40) uint8."""
     if len(raw) % FINGERPRINT_BANDS:
         raise ValueError(f"fingerprint length {len(raw)} is not a multiple of {FINGERPRINT_BANDS}")
     return np.frombuffer(raw, dtype=FINGERPRINT_DTYPE).reshape(-1, FINGERPRINT_BANDS)
 
 
+def _stack(fingerprints: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Fingerprints (n_i, 40) -> their frames one after another as int16 levels, and how many
+    each has. Refuses other widths, and levels no fingerprint holds (0..255)."""
+    arrays = [np.asarray(fp) for fp in fingerprints]
+    wrong = sorted({a.shape for a in arrays if a.ndim != 2 or a.shape[1] != FINGERPRINT_BANDS})
+    if wrong:
+        raise ValueError(f"a fingerprint has shape (n_frames, {FINGERPRINT_BANDS}), got {wrong}")
+    for a in arrays:
+        if a.dtype != FINGERPRINT_DTYPE and a.size and (a.min() < 0 or a.max() > _MAX_LEVEL):
+            raise ValueError("fingerprint levels must lie in 0..255")
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    if not lengths.sum():
+        return np.zeros((0, FINGERPRINT_BANDS), dtype=np.int16), lengths
+    return np.concatenate(arrays).astype(np.int16), lengths
+
+
+def _changes(
+    fingerprints: Sequence[np.ndarray], loud_db: float, lags: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spectral changes of each fingerprint between its loud frames ``lags`` apart ->
+    (values, masks, counts): values (n, 40) float32 level differences, zero outside the
+    compared bands; masks (n, 40) float32, 1 on the bands within BAND_RANGE_DB of the peak in
+    both frames; counts (len(lags), len(fingerprints)), how many changes each fingerprint has
+    at each lag. By lag, then fingerprint, then frame: each fingerprint's changes at one lag lie
+    together, as differences of two slices of all the frames."""
+    levels, lengths = _stack(fingerprints)
+    counts = np.zeros((len(lags), len(lengths)), dtype=np.int64)
+    if not len(levels):
+        empty = np.zeros((0, FINGERPRINT_BANDS), dtype=np.float32)
+        return empty, empty, counts
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    peaks = levels.max(axis=1)
+    spoken = lengths > 0
+    utterance_peaks = np.maximum.reduceat(peaks, (np.cumsum(lengths) - lengths)[spoken])
+    loud_level = np.repeat(utterance_peaks, lengths[spoken]) - loud_db * _LEVELS_PER_DB
+    loud = (peaks > 0) & (peaks >= loud_level)
+    bright = (levels > 0) & (levels >= (peaks - BAND_RANGE_DB * _LEVELS_PER_DB)[:, None])
+    values, masks = [], []
+    for row, lag in enumerate(lags):
+        kept = (owner[lag:] == owner[:-lag]) & loud[lag:] & loud[:-lag]
+        mask = np.compress(kept, bright[lag:] & bright[:-lag], axis=0)
+        change = np.compress(kept, levels[lag:] - levels[:-lag], axis=0)  # int16: half the bytes
+        values.append(change * mask)
+        masks.append(mask)
+        counts[row] = np.bincount(owner[lag:][kept], minlength=len(lengths))
+    return (
+        np.concatenate(values).astype(np.float32),
+        np.concatenate(masks).astype(np.float32),
+        counts,
+    )
+
+
+def _telling(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Which changes can tell a copy from a take: MIN_BANDS bands compared and a spread about
+    their mean of MIN_CHANGE (a held sound changes as little in every take)."""
+    bands = masks.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = values.sum(axis=1) / bands
+        spread = (values * values).sum(axis=1) / bands - mean * mean
+    return (bands >= MIN_BANDS) & (spread >= (MIN_CHANGE * LEVELS_PER_LN) ** 2)
+
+
+def _mean_squares(
+    values: np.ndarray, masks: np.ndarray, others: np.ndarray, other_masks: np.ndarray
+) -> np.ndarray:
+    """For every pair of a change and an other change: the mean square, over the bands both
+    compare, of their difference less its mean -> (n, m) float32 levels^2 (inf where fewer than
+    MIN_BANDS bands are common).
+
+    Over the common bands M, sum (p - q)^2 - (sum (p - q))^2 / |M|: p and q are zero outside
+    their masks, so each sum is a matrix product of the masked rows."""
+    common = masks @ other_masks.T
+    total = values @ other_masks.T - masks @ others.T
+    squares = (values * values) @ other_masks.T + masks @ (others * others).T
+    squares -= 2.0 * (values @ others.T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_squares = (squares - total * total / common) / common
+    return np.where(common >= MIN_BANDS, np.maximum(mean_squares, 0.0), np.inf)
+
+
+def _change_distances(
+    probes: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]]
+) -> list[np.ndarray]:
+    """:func:`change_distances` of each probe to its own ``references[i]``. The changes of all
+    probes, and of all references, are found in one pass each (one utterance at a time, numpy's
+    per-call overhead would dominate)."""
+    values, masks, rows = _changes(probes, PROBE_LOUD_DB, PROBE_LAGS)
+    telling = _telling(values, masks)
+    flat = [ref for refs in references for ref in refs]
+    others, other_masks, counts = _changes(flat, REFERENCE_LOUD_DB, REFERENCE_LAGS)
+    row_starts = np.cumsum(rows[0]) - rows[0]
+    column_starts = (np.cumsum(counts) - counts.ravel()).reshape(counts.shape)
+    out, first = [], 0
+    for i, refs in enumerate(references):
+        mine = slice(first, first + len(refs))
+        first += len(refs)
+        probe = row_starts[i] + np.flatnonzero(telling[row_starts[i] : row_starts[i] + rows[0, i]])
+        if len(probe) < MIN_CHANGES:
+            out.append(np.full(len(refs), np.inf))
+            continue
+        nearest = np.full((len(probe), len(refs)), np.inf, dtype=np.float32)
+        for lag_counts, lag_starts in zip(counts[:, mine], column_starts[:, mine], strict=True):
+            keep = lag_counts > 0
+            if not keep.any():
+                continue
+            start = lag_starts[keep]
+            end = start[-1] + lag_counts[keep][-1]  # the last kept reference's end
+            squares = _mean_squares(
+                values[probe], masks[probe], others[start[0] : end], other_masks[start[0] : end]
+            )
+            found = np.minimum.reduceat(squares, start - start[0], axis=1)
+            nearest[:, keep] = np.minimum(nearest[:, keep], found)
+        out.append(np.median(np.sqrt(nearest), axis=0).astype(np.float64) / LEVELS_PER_LN)
+    return out
+
+
+def change_distances(probe: np.ndarray, references: Sequence[np.ndarray]) -> np.ndarray:
+    """:func:`change_distance` from ``probe`` to each of ``references`` -> (n_references,)
+    float64."""
+    return _change_distances([probe], [references])[0]
+
+
+def change_distance(probe: np.ndarray, reference: np.ndarray) -> float:
+    """How far ``probe``'s changes are from a copy of ``reference``'s (fingerprints (n, 40)): the
+    median, over the probe's telling changes between neighbouring frames, of the RMS per band
+    of its difference from the nearest of the reference's changes (natural-log units; inf when
+    the probe has fewer than MIN_CHANGES telling changes or the reference none). Not symmetric:
+    part of an utterance is at 0 from it, not the other way round."""
+    return float(change_distances(probe, [reference])[0])
+
+
 _MISSING = np.int16(-1)  # padding: no frame at this lag
 # Integer levels: ``level > _ACTIVE_LEVEL`` is ``level > _ACTIVE_INT`` (int16 compares stay int16).
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
-# Levels are 0..255 (uint8), but ``fingerprint`` makes at most FLOOR_DB's worth (147): the
-# histograms below span the differences -top..top of the highest level ``top`` a block holds.
-_MAX_LEVEL = 255
 
 
-def _levels(fp: np.ndarray) -> np.ndarray:
-    """A fingerprint's levels as int16, refusing values no fingerprint holds (the histograms
-    below have a bin for each difference of two levels 0..255, and no more). ``fingerprint`` and
-    ``unpack`` give uint8, which needs no check: the service's references skip it."""
-    fp = np.asarray(fp)
-    if fp.dtype != FINGERPRINT_DTYPE and fp.size and (fp.min() < 0 or fp.max() > _MAX_LEVEL):
-        raise ValueError("fingerprint levels must lie in 0..255")
-    return fp.astype(np.int16, copy=False)
+def _coarse(fingerprints: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Fingerprints (n_i, 40) -> the alignment's coarser ones (n_i, 20) int16, all in one pass:
+    pairs of bands summed, relative to the pairs' peak, as :func:`fingerprint` would quantise
+    them (levels 0..147; a band at the floor counts as none). Refuses levels no fingerprint
+    holds (0..255)."""
+    levels, lengths = _stack(fingerprints)
+    energy = np.take(_ENERGY_OF_LEVEL, levels)
+    energy = energy[:, 0::2] + energy[:, 1::2]  # (numpy sums an axis of 2 far slower)
+    spoken = lengths > 0
+    peaks = np.zeros(len(lengths), dtype=np.float32)
+    if len(levels):
+        peaks[spoken] = np.maximum.reduceat(
+            energy.max(axis=1), (np.cumsum(lengths) - lengths)[spoken]
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):  # -inf at the floor, nan in silence
+        ratio = np.log(energy / np.repeat(peaks, lengths)[:, None])
+    # fmax: the floor for both (levels 0..147, as ratios are at most 1).
+    coarse = np.round((np.fmax(ratio, -_FLOOR_LN) + _FLOOR_LN) * LEVELS_PER_LN)
+    return np.split(coarse.astype(np.int16), np.cumsum(lengths)[:-1])
 
 
 def _kth(cumulative: np.ndarray, rank: np.ndarray) -> np.ndarray:
@@ -199,21 +341,23 @@ _BLOCK_CELLS = 1 << 17
 _UINT16_KEYS = 1 << 16
 
 
-def distances(
+def aligned_distances(
     probe: np.ndarray,
     references: Sequence[np.ndarray],
     max_lag: int = MAX_LAG,
     cutoff: float | None = None,
 ) -> np.ndarray:
-    """:func:`distance` from ``probe`` to each of ``references`` -> (n_references,) float64.
+    """:func:`aligned_distance` from ``probe`` to each of ``references`` -> (n_references,)
+    float64.
 
-    Every (reference, lag) pair in vectorised int16 arithmetic, a block of references at a time:
+    On the coarse fingerprints (:func:`_coarse`), every (reference, lag) pair in vectorised
+    int16 arithmetic, a block of references at a time:
     the references are laid on a common frame grid around the probe, and row ``r * n_lags + k``
     of the windows holds reference r's frames facing the probe's at lag ``k - max_lag``. With
     ``cutoff``, distances below it are exact and the others may come back as inf (only "not
     below" is established), which skips most of the work when nothing is close.
     """
-    y = _levels(probe)
+    (y,) = _coarse([probe])
     n, bands = y.shape
     out = np.full(len(references), np.inf)
     lengths = np.array([np.shape(ref)[0] for ref in references], dtype=np.int64)
@@ -223,9 +367,10 @@ def distances(
         return out
     n_lags = 2 * max_lag + 1
     block = max(1, _BLOCK_CELLS // (n_lags * n * bands))
+    coarse = _coarse([references[i] for i in keep])
     for start in range(0, keep.size, block):
         index = keep[start : start + block]
-        block_refs = [references[i] for i in index]
+        block_refs = coarse[start : start + block]
         out[index] = _block_distances(y, block_refs, lengths[index], max_lag, cutoff)
     return out
 
@@ -237,14 +382,14 @@ def _block_distances(
     max_lag: int,
     cutoff: float | None,
 ) -> np.ndarray:
-    """:func:`distances` of int16 probe ``y`` to ``references`` (frame counts ``lengths``, all
-    comparable with the probe's)."""
+    """:func:`aligned_distances` of coarse probe ``y`` to coarse ``references`` (frame counts
+    ``lengths``, all comparable with the probe's)."""
     n, bands = y.shape
     n_refs, n_lags = len(references), 2 * max_lag + 1
     padded = np.full((n_refs, n + 2 * max_lag, bands), _MISSING, dtype=np.int16)
     for row, ref in enumerate(references):
         frames = min(int(lengths[row]), n + max_lag)  # later frames face no probe frame
-        padded[row, max_lag : max_lag + frames] = _levels(np.asarray(ref)[:frames])
+        padded[row, max_lag : max_lag + frames] = ref[:frames]
     views = np.lib.stride_tricks.as_strided(
         padded,
         shape=(n_refs, n_lags, n * bands),
@@ -300,131 +445,29 @@ def _block_distances(
     return spread.reshape(n_refs, n_lags).min(axis=1)
 
 
-def _shapes(fingerprints: Sequence[np.ndarray], loud_db: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fingerprints (n_i, 20) -> the shapes of their compared frames, side by side, band-major
-    (20, n) float64 in levels, and how many each one has (len(fingerprints),).
-
-    Compared: the frame's peak within ``loud_db`` of its utterance's and above the floor, and
-    MIN_SHAPE_BANDS bands above the shape's floor. Shape: the frame's levels less its peak,
-    floored at -SHAPE_RANGE_DB, less their mean (a frame's gain and the utterance's drop out).
-    Band-major because numpy reduces 20 long rows far faster than many rows of 20.
-    """
-    lengths = np.array([len(fp) for fp in fingerprints], dtype=np.int64)
-    counts = np.zeros(len(fingerprints), dtype=np.int64)
-    if not len(fingerprints):
-        return np.zeros((FINGERPRINT_BANDS, 0)), counts
-    try:
-        levels = _levels(np.concatenate(fingerprints))  # int16: levels 0..255 and differences
-    except ValueError as error:  # widths or dimensions differ, or levels out of range
-        if "0..255" in str(error):
-            raise
-        levels = None
-    if levels is None or levels.ndim != 2 or levels.shape[1] != FINGERPRINT_BANDS:
-        shapes = sorted({np.shape(fp) for fp in fingerprints})
-        raise ValueError(f"a fingerprint has shape (n_frames, {FINGERPRINT_BANDS}), got {shapes}")
-    if not len(levels):
-        return np.zeros((FINGERPRINT_BANDS, 0)), counts
-    levels = np.ascontiguousarray(levels.T)
-    owner = np.repeat(np.arange(len(fingerprints)), lengths)
-    peaks = levels.max(axis=0)
-    spoken = lengths > 0
-    utterance_peaks = np.zeros(len(fingerprints), dtype=np.int16)
-    utterance_peaks[spoken] = np.maximum.reduceat(peaks, (np.cumsum(lengths) - lengths)[spoken])
-    shapes = np.maximum(levels - peaks, -_SHAPE_RANGE)
-    # A frame with fewer bands above its floor (one formant or hum over silence) has a shape
-    # every take of that sound shares: it tells copies from takes nothing.
-    kept = (
-        (peaks > 0)
-        & (peaks >= utterance_peaks[owner] - loud_db * _LEVELS_PER_DB)
-        & ((shapes > -_SHAPE_RANGE).sum(axis=0) >= MIN_SHAPE_BANDS)
-    )
-    shapes = np.compress(kept, shapes, axis=1).astype(np.float64)
-    counts[:] = np.bincount(owner[kept], minlength=len(fingerprints))
-    return shapes - shapes.sum(axis=0) / FINGERPRINT_BANDS, counts
-
-
-def _nearest_squared(probe: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Squared distance of each probe shape to each of ``frames`` (both band-major):
-    -> (n_probe, n_frames)."""
-    squared = (probe * probe).sum(axis=0)[:, None] + (frames * frames).sum(axis=0)[None, :]
-    return np.maximum(squared - 2.0 * (probe.T @ frames), 0.0)
-
-
-def frame_distances(probe: np.ndarray, references: Sequence[np.ndarray]) -> np.ndarray:
-    """:func:`frame_distance` from ``probe`` to each of ``references`` -> (n_references,) float64
-    (inf where the probe has fewer than MIN_FRAMES compared frames or a reference has none)."""
-    return _frame_distances([probe], [references])[0]
-
-
-def _frame_distances(
-    probes: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]]
-) -> list[np.ndarray]:
-    """:func:`frame_distances` of each probe to its own ``references[i]``. The shapes of all
-    probes, and of all references, are computed in one pass each: per utterance, numpy's
-    per-call overhead dominated (an attempt of 5, 15 references each: 1.3 against 2.1 ms)."""
-    shapes, rows = _shapes(probes, PROBE_LOUD_DB)
-    frames, counts = _shapes([ref for refs in references for ref in refs], REFERENCE_LOUD_DB)
-    row_starts, column_starts = np.cumsum(rows) - rows, np.cumsum(counts) - counts
-    out, first = [], 0
-    for i, refs in enumerate(references):
-        found = np.full(len(refs), np.inf)
-        mine = slice(first, first + len(refs))
-        first += len(refs)
-        keep = counts[mine] > 0
-        if rows[i] >= MIN_FRAMES and keep.any():
-            start = column_starts[mine][keep]
-            end = start[-1] + counts[mine][keep][-1]  # the last kept reference's end
-            probe = shapes[:, row_starts[i] : row_starts[i] + rows[i]]
-            squared = _nearest_squared(probe, frames[:, start[0] : end])
-            nearest = np.minimum.reduceat(squared, start - start[0], axis=1)
-            found[keep] = np.median(_rms(nearest), axis=0)
-        out.append(found)
-    return out
-
-
-def _rms(squared: np.ndarray) -> np.ndarray:
-    """Squared distances between shapes (levels) -> RMS difference per band (natural-log units)."""
-    return np.sqrt(squared / FINGERPRINT_BANDS) / LEVELS_PER_LN
-
-
-def frame_distance(probe: np.ndarray, reference: np.ndarray) -> float:
-    """How far ``probe`` is from being a frame-by-frame copy of ``reference`` (fingerprints
-    (n, 20)): the median, over the probe's compared frames, of the RMS difference per band between
-    the frame's shape and the nearest of the reference's (natural-log units; inf when the probe
-    has fewer than MIN_FRAMES compared frames or the reference none). Not symmetric: part of an
-    utterance is at 0 from it, not the other way round."""
-    return float(frame_distances(probe, [reference])[0])
-
-
-def distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
+def aligned_distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
     """Smallest robust spread of ``a - b`` over frame lags -max_lag..max_lag (inf: not
     comparable, or lengths too different for a copy shifted or cropped by up to ``max_lag``
     frames at each end).
 
-    a, b: fingerprints (n_a, 20) and (n_b, 20). Natural-log units of band energy: over the
-    cells active in either, the median absolute deviation of the difference at that lag.
+    a, b: fingerprints (n_a, 40) and (n_b, 40), compared coarse (20 bands). Natural-log units
+    of band energy: over the cells active in either, the median absolute deviation of the
+    difference at that lag.
     """
-    return float(distances(b, [a], max_lag)[0])
+    return float(aligned_distances(b, [a], max_lag)[0])
 
 
-def any_replay(
-    probes: Sequence[np.ndarray],
-    references: Sequence[Sequence[np.ndarray]],
-    threshold: float = REPLAY_DISTANCE,
-) -> bool:
+def any_replay(probes: Sequence[np.ndarray], references: Sequence[Sequence[np.ndarray]]) -> bool:
     """Whether any probe is a near-copy of any of its own ``references[i]`` (all fingerprints):
-    frame by frame (all probes at once, the cheaper test) or aligned at a lag."""
-    framed = _frame_distances(probes, references)
-    if any((found < FRAME_REPLAY_DISTANCE).any() for found in framed):
+    by its changes (all probes at once, the cheaper test) or aligned at a lag."""
+    if any((found < CHANGE_DISTANCE).any() for found in _change_distances(probes, references)):
         return True
     return any(
-        (distances(probe, list(refs), cutoff=threshold) < threshold).any()
+        (aligned_distances(probe, list(refs), cutoff=ALIGNED_DISTANCE) < ALIGNED_DISTANCE).any()
         for probe, refs in zip(probes, references, strict=True)
     )
 
 
-def is_replay(
-    probe: np.ndarray, references: Iterable[np.ndarray], threshold: float = REPLAY_DISTANCE
-) -> bool:
+def is_replay(probe: np.ndarray, references: Iterable[np.ndarray]) -> bool:
     """Whether ``probe`` is a near-copy of any of ``references`` (all fingerprints)."""
-    return any_replay([probe], [list(references)], threshold)
+    return any_replay([probe], [list(references)])

@@ -81,8 +81,8 @@ def _check(payload: dict, models, outcomes: list[str]) -> None:
     assert math.isfinite(verdict.score), verdict
     assert verdict.reason in ("accepted", "low_score", "wrong_content")
     fp = replay.fingerprint(utt.mel_bands)
-    assert not math.isnan(replay.distance(fp, fp))
-    assert not math.isnan(replay.frame_distance(fp, fp))
+    assert not math.isnan(replay.aligned_distance(fp, fp))
+    assert not math.isnan(replay.change_distance(fp, fp))
     outcomes.append("scored")
 
 
@@ -165,5 +165,5 @@ def test_replay_fingerprint_of_any_matrix_is_defined(mel):
     fp = replay.fingerprint(mel)
     assert fp.dtype == np.uint8
     assert fp.shape == (mel.shape[0], replay.FINGERPRINT_BANDS)
-    assert not math.isnan(replay.distance(fp, fp))
-    assert not math.isnan(replay.frame_distance(fp, fp))
+    assert not math.isnan(replay.aligned_distance(fp, fp))
+    assert not math.isnan(replay.change_distance(fp, fp))
