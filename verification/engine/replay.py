@@ -351,11 +351,11 @@ def aligned_distances(
     float64.
 
     On the coarse fingerprints (:func:`_coarse`), every (reference, lag) pair in vectorised
-    int16 arithmetic, a block of references at a time:
-    the references are laid on a common frame grid around the probe, and row ``r * n_lags + k``
-    of the windows holds reference r's frames facing the probe's at lag ``k - max_lag``. With
-    ``cutoff``, distances below it are exact and the others may come back as inf (only "not
-    below" is established), which skips most of the work when nothing is close.
+    int16 arithmetic, a block of references at a time: the references are laid on a common
+    frame grid around the probe, and row ``r * n_lags + k`` of the windows holds reference r's
+    frames facing the probe's at lag ``k - max_lag``. With ``cutoff``, distances below it are
+    exact and the others may come back as inf (only "not below" is established), which skips
+    most of the work when nothing is close.
     """
     (y,) = _coarse([probe])
     n, bands = y.shape
