@@ -80,7 +80,6 @@ CHANGE_DISTANCE = 0.08
 # crops of 1-5 frames, with margin); an alignment must overlap MIN_OVERLAP of the shorter
 # utterance with MIN_ACTIVE_CELLS active cells; distances below ALIGNED_DISTANCE (natural-log
 # units, a robust spread) are copies.
-COARSE_BANDS = 20
 ACTIVE_DB = 30.0
 MAX_LAG = 8
 MIN_OVERLAP = 0.5
