@@ -534,16 +534,10 @@ IGNORE_CONTEXT_RATE = """
 """
 
 
-def test_page_resamples_when_the_context_does_not_run_at_16k(
-    browser_page, consenting_user, microphone, corpus_dir, tmp_path
-):
-    recording = "w12_15307110252_01.wav"
-    wav = corpus_dir / "dspspeech20" / recording
-    signal, _ = features.read_wav(wav)
+def resampled_take_misfit(page, microphone, wav: Path, signal: np.ndarray, tmp_path: Path):
+    """Record ``wav`` through the enroll page once: (frame-count misfit, median band-energy error,
+    median |mel_bands| error) of the take against the file, on the file's speech frames."""
     microphone.queue.append(wav)
-    page = browser_page
-    page.context.add_init_script(IGNORE_CONTEXT_RATE)
-    login(page, consenting_user.username)
     page.goto("/enroll/")
     start = page.get_by_role("button", name="Start")
     start.wait_for()
@@ -568,19 +562,42 @@ def test_page_resamples_when_the_context_does_not_run_at_16k(
     trailing = np.zeros(features.SAMPLE_RATE // 2, np.float32)
     _, heard_rms = features.meyda_features(np.concatenate([heard, trailing]))
     start_frame, end_frame = find_speech(heard_rms)
-    assert abs(n - (end_frame - start_frame)) <= 2
+
+    speech = ref_rms > PEAK_FACTOR * ref_rms.max()
+    energy = np.expm1(ref_mel[speech])
+    energy_error = np.abs(np.expm1(utt.mel_bands[speech].astype(np.float64)) - energy)
+    return (
+        abs(n - (end_frame - start_frame)),
+        float(np.median(energy_error.sum(axis=1) / energy.sum(axis=1))),
+        float(np.median(np.abs(utt.mel_bands[speech] - ref_mel[speech]))),
+    )
+
+
+def test_page_resamples_when_the_context_does_not_run_at_16k(
+    browser_page, consenting_user, microphone, corpus_dir, tmp_path
+):
+    wav = corpus_dir / "dspspeech20" / "w12_15307110252_01.wav"
+    signal, _ = features.read_wav(wav)
+    page = browser_page
+    page.context.add_init_script(IGNORE_CONTEXT_RATE)
+    login(page, consenting_user.username)
 
     # Two resamplings (the 16 kHz stream to the context's rate, the take back to 16 kHz) and a
     # sub-sample offset are not bit-exact. Measured here at 44.1 kHz: median band-energy error
     # 3.8-4.6 % and median |mel_bands| error 0.003-0.005 on speech frames in quiet runs, once
-    # 11 % in a CI run (the fake microphone's audio callback is not real-time under load). The
-    # bounds sit well below what a wrong rate gives: a take that skipped resampling would be
-    # 2.76x too long (the frame count above) and its spectrum shifted by that factor.
-    speech = ref_rms > PEAK_FACTOR * ref_rms.max()
-    energy = np.expm1(ref_mel[speech])
-    energy_error = np.abs(np.expm1(utt.mel_bands[speech].astype(np.float64)) - energy)
-    assert np.median(energy_error.sum(axis=1) / energy.sum(axis=1)) < 0.2
-    assert np.median(np.abs(utt.mel_bands[speech] - ref_mel[speech])) < 0.03
+    # 11 % in a CI run and once 45 % on an idle CI machine (the fake microphone's audio callback
+    # is not real-time, and a dropped or repeated block misaligns the take), so a glitched take
+    # is recorded again, as record_clean_take does. The bounds sit well below what a wrong rate
+    # gives on every take: a take that skipped resampling would be 2.76x too long (the frame
+    # count) and its spectrum shifted by that factor.
+    takes = []
+    for _ in range(3):
+        takes.append(resampled_take_misfit(page, microphone, wav, signal, tmp_path))
+        frames, energy_error, mel_error = takes[-1]
+        if frames <= 2 and energy_error < 0.2 and mel_error < 0.03:
+            break
+    else:
+        pytest.fail(f"no take matched the file after resampling: {takes}")
 
 
 def test_consent_and_recording_work_from_the_keyboard_alone(browser_page, microphone, db):
