@@ -642,9 +642,14 @@ def verification_score(
             reason = Reason.WRONG_CONTENT
         if reason is None:
             probes = [replay.fingerprint(utterance.mel_bands) for utterance in utterances]
-            if _replay_detected(user=user, prompted=challenge.digit_list, probes=probes):
+            prepared = replay.prepare(probes)  # each as a reference: for the next ones, and later
+            if _replay_detected(
+                user=user, prompted=challenge.digit_list, probes=probes, prepared=prepared
+            ):
                 reason = Reason.REPLAY
-            _replay_remember(user=user, prompted=challenge.digit_list, probes=probes)
+            _replay_remember(
+                user=user, prompted=challenge.digit_list, probes=probes, prepared=prepared
+            )
         if lockout is not None:
             _lockout_charge(lockout, now)
         if reason is not None:
@@ -690,68 +695,125 @@ def verification_score(
     return ScoreOutcome(attempt)
 
 
-# Fingerprints of stored utterances, per process, keyed by (row id, created_at): a stored
-# utterance's features never change (rows are only added and deleted), so each is fetched and
-# fingerprinted once instead of on every attempt (it was most of a verification's time).
-_STORED_FINGERPRINTS_MAX = 4096
-_stored_fingerprints_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_stored_fingerprints_lock = threading.Lock()
+class _ReferenceCache:
+    """Prepared replay references (``replay.Reference``) by row, per process, least recently
+    used dropped first beyond ``max_bytes``. Keyed by (kind, row id, created_at): stored
+    utterances and remembered fingerprints never change (rows are only added and deleted), so
+    each is fetched and prepared once instead of on every attempt, where preparing them was
+    most of the replay check's time. A key of a deleted row is never asked for again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, replay.Reference] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[tuple]) -> dict[tuple, replay.Reference]:
+        with self._lock:
+            found = {key: self._items[key] for key in keys if key in self._items}
+            for key in found:
+                self._items.move_to_end(key)
+        return found
+
+    def put_many(self, items: dict[tuple, replay.Reference]) -> None:
+        with self._lock:
+            for key, reference in items.items():
+                old = self._items.pop(key, None)
+                self._bytes += reference.nbytes - (old.nbytes if old is not None else 0)
+                self._items[key] = reference
+            while self._bytes > self.max_bytes and self._items:
+                self._bytes -= self._items.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
-def _stored_fingerprints(*, user, digits: list[int]) -> list[tuple[int, np.ndarray]]:
-    """[(digit, fingerprint)] of the user's stored (enrollment and test) utterances of ``digits``:
-    one small query when all are cached, a second one for the feature blobs of the others."""
-    rows = list(
-        EnrollmentUtterance.objects.filter(user=user, digit__in=digits).values_list(
-            "id", "created_at", "digit"
-        )
-    )
-    with _stored_fingerprints_lock:
-        found = {}
-        for pk, created_at, _digit in rows:
-            fp = _stored_fingerprints_cache.get((pk, created_at))
-            if fp is not None:
-                _stored_fingerprints_cache.move_to_end((pk, created_at))
-                found[pk] = fp
-    missing = [pk for pk, _, _ in rows if pk not in found]
-    if missing:
-        stored = EnrollmentUtterance.objects.filter(pk__in=missing)
-        fresh = {
-            row.pk: (row.created_at, replay.fingerprint(row.to_utterance().mel_bands))
-            for row in stored.only("features", "frame_count", "digit", "created_at")
-        }
-        with _stored_fingerprints_lock:
-            for pk, (created_at, fp) in fresh.items():
-                _stored_fingerprints_cache[(pk, created_at)] = fp
-                found[pk] = fp
-            while len(_stored_fingerprints_cache) > _STORED_FINGERPRINTS_MAX:
-                _stored_fingerprints_cache.popitem(last=False)
-    # A row deleted between the two queries has no fingerprint: it no longer counts.
-    return [(digit, found[pk]) for pk, _, digit in rows if pk in found]
+# About 10 KB per reference of a one-second digit: 48 MB hold the stored and recent utterances
+# of some 30 users with full memories, per worker process.
+_references = _ReferenceCache(max_bytes=48 << 20)
 
 
-def _replay_detected(*, user, prompted: Sequence[int], probes: Sequence[np.ndarray]) -> bool:
-    """Whether any utterance (its fingerprint in ``probes``) is a near-copy of one the server
-    holds of ``user`` saying its prompted digit: a stored enrollment or test utterance, or a
-    recent attempt (two queries)."""
-    references: dict[int, list[np.ndarray]] = {int(d): [] for d in prompted}
-    for digit, fp in _stored_fingerprints(user=user, digits=list(references)):
-        references[digit].append(fp)
-    recent = ReplayFingerprint.objects.filter(user=user, digit__in=references).order_by()
-    for digit, raw in recent.values_list("digit", "fingerprint"):
-        references[digit].append(replay.unpack(bytes(raw)))
+def _replay_references(*, user, digits: Sequence[int]) -> dict[int, list[replay.Reference]]:
+    """{digit: [reference]} of what the server holds of ``user`` saying ``digits``: stored
+    (enrollment and test) utterances and recent attempts' fingerprints. Two small queries when
+    all are cached; the feature blobs or fingerprints of the others are fetched once."""
+    held = {
+        "stored": EnrollmentUtterance.objects.filter(user=user, digit__in=digits),
+        "recent": ReplayFingerprint.objects.filter(user=user, digit__in=digits),
+    }
+    rows = [
+        ((kind, pk, created_at), digit)
+        for kind, query in held.items()
+        for pk, created_at, digit in query.order_by().values_list("id", "created_at", "digit")
+    ]
+    found = _references.get_many([key for key, _ in rows])
+    missing = {
+        kind: [key[1] for key, _ in rows if key[0] == kind and key not in found] for kind in held
+    }
+    fingerprints = {}
+    if missing["stored"]:
+        for row in EnrollmentUtterance.objects.filter(pk__in=missing["stored"]).only(
+            "features", "frame_count", "digit", "created_at"
+        ):
+            fingerprints[("stored", row.pk, row.created_at)] = replay.fingerprint(
+                row.to_utterance().mel_bands
+            )
+    if missing["recent"]:
+        for pk, at, raw in ReplayFingerprint.objects.filter(pk__in=missing["recent"]).values_list(
+            "id", "created_at", "fingerprint"
+        ):
+            fingerprints[("recent", pk, at)] = replay.unpack(bytes(raw))
+    if fingerprints:
+        fresh = dict(zip(fingerprints, replay.prepare(list(fingerprints.values())), strict=True))
+        _references.put_many(fresh)
+        found.update(fresh)
+    out: dict[int, list[replay.Reference]] = {int(d): [] for d in digits}
+    for key, digit in rows:
+        if key in found:  # a row deleted between the queries no longer counts
+            out[digit].append(found[key])
+    return out
+
+
+def _replay_detected(
+    *,
+    user,
+    prompted: Sequence[int],
+    probes: Sequence[np.ndarray],
+    prepared: Sequence[replay.Reference],
+) -> bool:
+    """Whether any utterance (its fingerprint in ``probes``, prepared as a reference in
+    ``prepared``) is a near-copy of one the server holds of ``user`` saying its prompted digit:
+    a stored enrollment or test utterance, or a recent attempt."""
+    references = _replay_references(user=user, digits=sorted({int(d) for d in prompted}))
     # Copies inside one attempt count too: one recording must not answer two prompts.
     return replay.any_replay(
-        probes, [[*references[int(digit)], *probes[:i]] for i, digit in enumerate(prompted)]
+        probes, [[*references[int(digit)], *prepared[:i]] for i, digit in enumerate(prompted)]
     )
 
 
-def _replay_remember(*, user, prompted: Sequence[int], probes: Sequence[np.ndarray]) -> None:
-    """Keep the fingerprints of a scored attempt; drop the oldest beyond the per-user cap (one
-    INSERT and one DELETE)."""
-    ReplayFingerprint.objects.bulk_create(
+def _replay_remember(
+    *,
+    user,
+    prompted: Sequence[int],
+    probes: Sequence[np.ndarray],
+    prepared: Sequence[replay.Reference],
+) -> None:
+    """Keep the fingerprints of a scored attempt, and their prepared references in this process;
+    drop the oldest beyond the per-user cap (one INSERT and one DELETE)."""
+    rows = ReplayFingerprint.objects.bulk_create(
         ReplayFingerprint(user=user, digit=digit, fingerprint=replay.pack(fp))
         for digit, fp in zip(prompted, probes, strict=True)
+    )
+    # Where the database returns the new ids (Postgres, SQLite 3.35+): the next attempts find
+    # these prepared. Should this transaction roll back, their keys are never asked for.
+    _references.put_many(
+        {
+            ("recent", row.pk, row.created_at): ref
+            for row, ref in zip(rows, prepared, strict=True)
+            if row.pk is not None
+        }  # fmt: skip
     )
     # One statement, on every attempt: the ORM's delete() (collector, signals) cost 4x as much,
     # and nothing depends on these rows.

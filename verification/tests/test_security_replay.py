@@ -249,17 +249,25 @@ def test_batched_change_distances_equal_the_definition(corpus):
 
 def _reference_aligned_distance(a: np.ndarray, b: np.ndarray) -> float:
     """The definition of ``replay.aligned_distance``, one lag at a time with np.median (slow,
-    plain), on the coarse fingerprints."""
+    plain), on the coarse fingerprints: of the lags where enough frames face each other, the
+    CANDIDATE_LAGS with the closest frame profiles (the earlier lag first on a tie) are
+    measured."""
     a, b = (c.astype(np.int64) for c in replay._coarse([a, b]))
     max_lag = replay.MAX_LAG
     if min(len(a), len(b)) == 0 or abs(len(a) - len(b)) > 2 * max_lag:
         return np.inf
-    best = np.inf
+    profile_a, profile_b = (np.maximum(c - replay._ACTIVE_INT, 0).sum(axis=1) for c in (a, b))
+    candidates = []
     for lag in range(-max_lag, max_lag + 1):
         j = np.arange(len(b))
         j = j[(j + lag >= 0) & (j + lag < len(a))]  # b[j] faces a[j + lag]
         if j.size == 0 or j.size < replay.MIN_OVERLAP * min(len(a), len(b)):
             continue
+        d = profile_a[j + lag] - profile_b[j]
+        mean = int(d.sum()) / j.size
+        candidates.append((int((d * d).sum()) / j.size - mean * mean, lag, j))
+    best = np.inf
+    for _, lag, j in sorted(candidates, key=lambda c: c[:2])[: replay.CANDIDATE_LAGS]:
         x, y = a[j + lag], b[j]
         active = (x > replay._ACTIVE_LEVEL) | (y > replay._ACTIVE_LEVEL)
         if active.sum() < replay.MIN_ACTIVE_CELLS:
@@ -327,6 +335,32 @@ def test_each_probe_of_an_attempt_is_judged_against_its_own_references(corpus):
     assert not replay.any_replay(probes, [[other[2], other[8]], [take[2]]])
 
 
+def test_prepared_references_measure_what_their_fingerprints_measure(corpus):
+    rng = np.random.default_rng(5)
+    takes = [replay.fingerprint(corpus.utterance(GENUINE, 4, i).mel_bands) for i in range(5)]
+    copies = [
+        replay.fingerprint(_tamper(corpus.utterance(GENUINE, 4, 0), how, rng).mel_bands)
+        for how in ("noise:3", "tilt:6", "drop:20")
+    ]
+    silence = np.zeros((30, 40), np.uint8)
+    fingerprints = [*takes, silence, np.zeros((0, 40), np.uint8)]
+    prepared = replay.prepare(fingerprints)
+    assert [ref.n_frames for ref in prepared] == [len(fp) for fp in fingerprints]
+    # Each owns its arrays: a cache that keeps one keeps no batch alive.
+    assert all(a.base is None for ref in prepared for a in (*ref.values, *ref.masks, ref.coarse))
+    mixed = [prepared[0], *fingerprints[1:3], *prepared[3:]]  # some prepared, some not
+    for probe in [*takes, *copies, silence]:
+        for refs in (prepared, mixed):
+            np.testing.assert_array_equal(
+                replay.change_distances(probe, refs), replay.change_distances(probe, fingerprints)
+            )
+            np.testing.assert_array_equal(
+                replay.aligned_distances(probe, refs), replay.aligned_distances(probe, fingerprints)
+            )
+    assert replay.any_replay(copies, [prepared] * 3)
+    assert not replay.any_replay(takes[:1], [prepared[1:]])
+
+
 # --------------------------------------------------------------------------------------------------
 # The service refuses replays, audited and charged
 
@@ -368,6 +402,43 @@ def test_tampered_copy_of_a_recent_attempt_is_rejected_as_replay(enrolled_alice,
     replayed = [_tamper(u, how, rng) for u in captured]
     attempt = _verify(enrolled_alice, replayed)
     assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
+
+
+@pytest.mark.parametrize("how", ["exact", "noise", "tilt:6"])
+def test_a_process_that_prepared_nothing_still_finds_copies(enrolled_alice, corpus, how):
+    """Another worker process (an empty reference cache) fetches and prepares what it holds."""
+    rng = np.random.default_rng(17)
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    captured = corpus.answer(GENUINE, DIGITS)
+    fresh = corpus.answer(GENUINE, DIGITS, index=ANSWER_INDEX + 1)
+    # A copy of the recent attempt; fresh takes of 3 and 1, then a copy of enrolled "4" #1.
+    enrolled = [*fresh[:2], _tamper(corpus.utterance(GENUINE, 4, 1), how, rng)]
+    for replayed in ([_tamper(u, how, rng) for u in captured], enrolled):
+        services._references.clear()
+        attempt = _verify(enrolled_alice, replayed, digits=DIGITS[: len(replayed)])
+        assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
+
+
+def test_references_are_prepared_once_per_process(enrolled_alice, corpus, monkeypatch):
+    services._references.clear()
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))  # prepares the stored utterances
+    prepared, real = [], replay.prepare
+    monkeypatch.setattr(replay, "prepare", lambda fps: prepared.append(len(fps)) or real(fps))
+    attempt = _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS, index=ANSWER_INDEX + 1))
+    assert attempt.reason != Reason.REPLAY
+    assert prepared == [len(DIGITS)]  # the attempt's own utterances, nothing it compares with
+
+
+def test_the_reference_cache_keeps_the_most_recently_used_within_its_bytes():
+    rng = np.random.default_rng(3)
+    refs = replay.prepare([rng.integers(0, 256, (20, 40)).astype(np.uint8) for _ in range(3)])
+    cache = services._ReferenceCache(max_bytes=refs[0].nbytes + refs[1].nbytes)
+    keys = [("recent", pk, None) for pk in range(3)]
+    cache.put_many({keys[0]: refs[0], keys[1]: refs[1]})
+    assert cache.get_many([keys[0]]) == {keys[0]: refs[0]}  # now the most recently used
+    cache.put_many({keys[2]: refs[2]})
+    assert set(cache.get_many(keys)) <= {keys[0], keys[2]}
+    assert keys[2] in cache.get_many(keys)
 
 
 def test_a_rejected_attempt_is_remembered_too(enrolled_alice, corpus):
