@@ -285,6 +285,7 @@ def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
     utterances, _ = EnrollmentUtterance.objects.filter(user=user).delete()
     models_deleted, _ = SpeakerModel.objects.filter(user=user).delete()
     fingerprints, _ = ReplayFingerprint.objects.filter(user=user).delete()
+    _references.drop_user(user.pk)  # what this process prepared from them (others never ask)
     challenges = Challenge.objects.filter(user=user)
     challenges.filter(used_at__isnull=True).update(used_at=timezone.now())
     challenges_deleted, _ = challenges.filter(attempts__isnull=True).delete()
@@ -697,10 +698,11 @@ def verification_score(
 
 class _ReferenceCache:
     """Prepared replay references (``replay.Reference``) by row, per process, least recently
-    used dropped first beyond ``max_bytes``. Keyed by (kind, row id, created_at): stored
-    utterances and remembered fingerprints never change (rows are only added and deleted), so
-    each is fetched and prepared once instead of on every attempt, where preparing them was
-    most of the replay check's time. A key of a deleted row is never asked for again."""
+    used dropped first beyond ``max_bytes``. Keyed by (kind, user id, row id, created_at):
+    stored utterances and remembered fingerprints never change (rows are only added and
+    deleted), so each is fetched and prepared once instead of on every attempt, where preparing
+    them was most of the replay check's time. A key of a deleted row is never asked for again;
+    deleting a voiceprint also drops the user's entries from this process at once."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -724,6 +726,11 @@ class _ReferenceCache:
             while self._bytes > self.max_bytes and self._items:
                 self._bytes -= self._items.popitem(last=False)[1].nbytes
 
+    def drop_user(self, user_id: int) -> None:
+        with self._lock:
+            for key in [key for key in self._items if key[1] == user_id]:
+                self._bytes -= self._items.pop(key).nbytes
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -744,27 +751,27 @@ def _replay_references(*, user, digits: Sequence[int]) -> dict[int, list[replay.
         "recent": ReplayFingerprint.objects.filter(user=user, digit__in=digits),
     }
     rows = [
-        ((kind, pk, created_at), digit)
+        ((kind, user.pk, pk, created_at), digit)
         for kind, query in held.items()
         for pk, created_at, digit in query.order_by().values_list("id", "created_at", "digit")
     ]
     found = _references.get_many([key for key, _ in rows])
     missing = {
-        kind: [key[1] for key, _ in rows if key[0] == kind and key not in found] for kind in held
+        kind: [key[2] for key, _ in rows if key[0] == kind and key not in found] for kind in held
     }
     fingerprints = {}
     if missing["stored"]:
         for row in EnrollmentUtterance.objects.filter(pk__in=missing["stored"]).only(
             "features", "frame_count", "digit", "created_at"
         ):
-            fingerprints[("stored", row.pk, row.created_at)] = replay.fingerprint(
+            fingerprints[("stored", user.pk, row.pk, row.created_at)] = replay.fingerprint(
                 row.to_utterance().mel_bands
             )
     if missing["recent"]:
         for pk, at, raw in ReplayFingerprint.objects.filter(pk__in=missing["recent"]).values_list(
             "id", "created_at", "fingerprint"
         ):
-            fingerprints[("recent", pk, at)] = replay.unpack(bytes(raw))
+            fingerprints[("recent", user.pk, pk, at)] = replay.unpack(bytes(raw))
     if fingerprints:
         fresh = dict(zip(fingerprints, replay.prepare(list(fingerprints.values())), strict=True))
         _references.put_many(fresh)
@@ -810,10 +817,10 @@ def _replay_remember(
     # these prepared. Should this transaction roll back, their keys are never asked for.
     _references.put_many(
         {
-            ("recent", row.pk, row.created_at): ref
+            ("recent", user.pk, row.pk, row.created_at): ref
             for row, ref in zip(rows, prepared, strict=True)
             if row.pk is not None
-        }  # fmt: skip
+        }
     )
     # One statement, on every attempt: the ORM's delete() (collector, signals) cost 4x as much,
     # and nothing depends on these rows.

@@ -433,7 +433,7 @@ def test_the_reference_cache_keeps_the_most_recently_used_within_its_bytes():
     rng = np.random.default_rng(3)
     refs = replay.prepare([rng.integers(0, 256, (20, 40)).astype(np.uint8) for _ in range(3)])
     cache = services._ReferenceCache(max_bytes=refs[0].nbytes + refs[1].nbytes)
-    keys = [("recent", pk, None) for pk in range(3)]
+    keys = [("recent", 1, pk, None) for pk in range(3)]
     cache.put_many({keys[0]: refs[0], keys[1]: refs[1]})
     assert cache.get_many([keys[0]]) == {keys[0]: refs[0]}  # now the most recently used
     cache.put_many({keys[2]: refs[2]})
@@ -493,6 +493,20 @@ def test_only_the_newest_fingerprints_are_kept(enrolled_alice, corpus, monkeypat
     newest_attempt_digits = sorted(int(d) for d in DIGITS)
     newest = sorted(kept.order_by("-id").values_list("digit", flat=True)[:5])
     assert newest == newest_attempt_digits
+
+
+def test_deleting_the_voiceprint_drops_what_this_process_prepared_from_it(
+    enrolled_alice, bob, corpus
+):
+    other = services._ReferenceCache(max_bytes=1 << 20)
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    users = {key[1] for key in services._references._items}
+    assert enrolled_alice.pk in users
+    services.voiceprint_delete(user=enrolled_alice)
+    assert enrolled_alice.pk not in {key[1] for key in services._references._items}
+    other.put_many({("recent", bob.pk, 1, None): replay.prepare([np.ones((5, 40), np.uint8)])[0]})
+    other.drop_user(enrolled_alice.pk)  # another user's entries stay
+    assert other.get_many([("recent", bob.pk, 1, None)])
 
 
 def test_fingerprints_are_deleted_with_the_voiceprint(enrolled_alice, corpus):
