@@ -285,6 +285,9 @@ VERIFICATION_LOCKOUT_DISABLE_AFTER = env_int("VERIFICATION_LOCKOUT_DISABLE_AFTER
 VERIFICATION_MIN_UTTERANCES_PER_DIGIT = env_int(
     "VERIFICATION_MIN_UTTERANCES_PER_DIGIT", 3, minimum=1
 )
+# Per worker process: the replay check's prepared references (about 8-10 KB per stored or recent
+# utterance; a user with full memories has some 150). 0 keeps none (each attempt prepares all).
+VERIFICATION_REPLAY_CACHE_MB = env_int("VERIFICATION_REPLAY_CACHE_MB", 48, minimum=0)
 # Trusted reverse proxies in front of the app (Heroku: 1); the client address recorded in the
 # audit log is then taken from X-Forwarded-For instead of REMOTE_ADDR.
 VERIFICATION_PROXY_COUNT = env_int("VERIFICATION_PROXY_COUNT", 0)

@@ -737,9 +737,9 @@ class _ReferenceCache:
             self._bytes = 0
 
 
-# About 10 KB per reference of a one-second digit: 48 MB hold the stored and recent utterances
-# of some 30 users with full memories, per worker process.
-_references = _ReferenceCache(max_bytes=48 << 20)
+# About 8-10 KB per reference of a one-second digit: the default 48 MB hold the stored and recent
+# utterances of some 30 users with full memories, per worker process.
+_references = _ReferenceCache(max_bytes=settings.VERIFICATION_REPLAY_CACHE_MB << 20)
 
 
 def _replay_references(*, user, digits: Sequence[int]) -> dict[int, list[replay.Reference]]:

@@ -419,6 +419,14 @@ def test_a_process_that_prepared_nothing_still_finds_copies(enrolled_alice, corp
         assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
 
 
+def test_with_no_reference_cache_copies_are_still_found(enrolled_alice, corpus, monkeypatch):
+    monkeypatch.setattr(services, "_references", services._ReferenceCache(max_bytes=0))
+    _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    attempt = _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))
+    assert (attempt.decision, attempt.reason) == (Decision.REJECT, Reason.REPLAY)
+    assert not services._references._items  # VERIFICATION_REPLAY_CACHE_MB=0 keeps nothing
+
+
 def test_references_are_prepared_once_per_process(enrolled_alice, corpus, monkeypatch):
     services._references.clear()
     _verify(enrolled_alice, corpus.answer(GENUINE, DIGITS))  # prepares the stored utterances
