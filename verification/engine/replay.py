@@ -202,22 +202,29 @@ class Reference:
 
 
 def prepare(fingerprints: Sequence[np.ndarray]) -> list[Reference]:
-    """Fingerprints (n_i, 40) -> their :class:`Reference`s, all in one pass (each owns its
-    arrays: keeping one keeps no other alive). Refuses what :func:`_stack` refuses."""
+    """Fingerprints (n_i, 40) -> their :class:`Reference`s, all in one pass. Each owns its
+    arrays (keeping one keeps no other alive), read-only: a cache shares them between threads.
+    Refuses what :func:`_stack` refuses."""
     values, masks, counts = _changes(fingerprints, REFERENCE_LOUD_DB, REFERENCE_LAGS)
     coarse = _coarse(fingerprints)
     bounds = np.cumsum(counts.ravel())[:-1]  # lag-major: every fingerprint at a lag, then the next
     values, masks = np.split(values, bounds), np.split(masks, bounds)
-    n = len(fingerprints)
+    n, lags = len(fingerprints), range(len(REFERENCE_LAGS))
     return [
         Reference(
             n_frames=len(coarse[i]),
-            values=tuple(values[row * n + i].copy() for row in range(len(REFERENCE_LAGS))),
-            masks=tuple(masks[row * n + i].copy() for row in range(len(REFERENCE_LAGS))),
-            coarse=coarse[i].copy(),
+            values=tuple(_owned(values[row * n + i]) for row in lags),
+            masks=tuple(_owned(masks[row * n + i]) for row in lags),
+            coarse=_owned(coarse[i]),
         )
         for i in range(n)
     ]
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a.flags.writeable = False
+    return a
 
 
 def _prepared(references: Sequence[Sequence[Reference | np.ndarray]]) -> list[list[Reference]]:

@@ -346,8 +346,9 @@ def test_prepared_references_measure_what_their_fingerprints_measure(corpus):
     fingerprints = [*takes, silence, np.zeros((0, 40), np.uint8)]
     prepared = replay.prepare(fingerprints)
     assert [ref.n_frames for ref in prepared] == [len(fp) for fp in fingerprints]
-    # Each owns its arrays: a cache that keeps one keeps no batch alive.
-    assert all(a.base is None for ref in prepared for a in (*ref.values, *ref.masks, ref.coarse))
+    # Each owns its arrays (a cache that keeps one keeps no batch alive), read-only (shared).
+    arrays = [a for ref in prepared for a in (*ref.values, *ref.masks, ref.coarse)]
+    assert all(a.base is None and not a.flags.writeable for a in arrays)
     mixed = [prepared[0], *fingerprints[1:3], *prepared[3:]]  # some prepared, some not
     for probe in [*takes, *copies, silence]:
         for refs in (prepared, mixed):
