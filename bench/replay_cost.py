@@ -132,7 +132,7 @@ def main() -> None:
     # distance to the nearest reference: per attack, of each replayed utterance; of each
     # genuine utterance that has no byte-identical reference.
     attack_distances = defaultdict(list)
-    genuine_nearest = []
+    genuine_nearest, genuine_centred = [], []
     # Per attack, replayed attempts (all K utterances copied) the engine accepts, and of those
     # the ones the replay check lets through: what an attacker gains.
     engine_accepts, got_through = defaultdict(int), defaultdict(int)
@@ -149,12 +149,18 @@ def main() -> None:
             probe, references = fingerprints[pos], [prepared[r] for r in refs]
             found = replay.change_distances(probe, references)
             aligned = replay.aligned_distances(probe, references)
-            close = (found < replay.CHANGE_DISTANCE) | (aligned < replay.ALIGNED_DISTANCE)
+            centred = replay.centred_distances(probe, references)
+            close = (
+                (found < replay.CHANGE_DISTANCE)
+                | (aligned < replay.ALIGNED_DISTANCE)
+                | (centred < replay.CENTRED_DISTANCE)
+            )
             identical = np.array([digests[pos] == digests[r] for r in refs], dtype=bool)
             hit |= bool(close.any())
             duplicate |= bool((close & identical).any())
             if trial.kind == evaluation.GENUINE and not identical.any():
                 genuine_nearest.append(float(found.min(initial=np.inf)))
+                genuine_centred.append(float(centred.min(initial=np.inf)))
         if trial.kind == evaluation.GENUINE:
             n_genuine += 1
             ok = accepted is not None and bool(accepted[id(trial)])
@@ -191,7 +197,7 @@ def main() -> None:
     print(
         f"corpus {args.corpus} ({len(recordings)} files, {len(split.enroll)} speakers), "
         f"K={args.k}, seed {args.seed}, CHANGE_DISTANCE {replay.CHANGE_DISTANCE}, "
-        f"ALIGNED_DISTANCE {replay.ALIGNED_DISTANCE}"
+        f"ALIGNED_DISTANCE {replay.ALIGNED_DISTANCE}, CENTRED_DISTANCE {replay.CENTRED_DISTANCE}"
     )
     print(f"genuine trials: {n_genuine}; reused recordings skipped: {reused} comparisons")
     print(
@@ -210,6 +216,12 @@ def main() -> None:
         f"genuine utterances ({near.size}, no byte-identical reference): distance to the "
         f"nearest reference: min {near.min():.3f}, 0.1 % {low[0]:.3f}, 1 % {low[1]:.3f}, "
         f"median {np.median(near):.3f}"
+    )
+    centred = np.array(genuine_centred)
+    low = [np.percentile(centred, q, method="lower") for q in (0.1, 1)]
+    print(
+        f"the same, centred distance: min {centred.min():.3f}, 0.1 % {low[0]:.3f}, "
+        f"1 % {low[1]:.3f}, median {np.median(centred):.3f}"
     )
     for name, count in caught.items():
         far = np.array(attack_distances[name])

@@ -92,6 +92,12 @@ CANDIDATE_LAGS = 3
 MIN_OVERLAP = 0.5
 MIN_ACTIVE_CELLS = 20
 ALIGNED_DISTANCE = 0.2
+# The centred alignment (centred_distance): the alignment with each band's median difference
+# removed first, which cancels a gain per band (the alignment's blind spot) but also brings
+# fresh takes closer, hence the stricter threshold. A band is centred on at least
+# MIN_BAND_CELLS active cells, else left out.
+MIN_BAND_CELLS = 4
+CENTRED_DISTANCE = 0.15
 
 _LN_10 = float(np.log(10.0))
 _FLOOR_LN = FLOOR_DB / 10 * _LN_10
@@ -414,18 +420,38 @@ def aligned_distances(
     cutoff: float | None = None,
 ) -> np.ndarray:
     """:func:`aligned_distance` from ``probe`` to each of ``references`` -> (n_references,)
-    float64.
+    float64. With ``cutoff``, distances below it are exact and the others may come back as inf
+    (only "not below" is established), which skips most of the work when nothing is close."""
+    return _alignment(probe, references, max_lag, cutoff)[0]
+
+
+def centred_distances(
+    probe: np.ndarray, references: Sequence[Reference | np.ndarray], max_lag: int = MAX_LAG
+) -> np.ndarray:
+    """The alignment with a gain per band cancelled, from ``probe`` to each of ``references``
+    -> (n_references,) float64 (inf: not comparable). At each reference's best-fitting lag only
+    (the first of its candidate lags), each band's median difference over its active cells is
+    removed before the robust spread is taken; bands with fewer than MIN_BAND_CELLS active
+    cells are left out."""
+    return _alignment(probe, references, max_lag)[1]
+
+
+def _alignment(
+    probe: np.ndarray,
+    references: Sequence[Reference | np.ndarray],
+    max_lag: int = MAX_LAG,
+    cutoff: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(aligned, centred) distances from ``probe`` to each of ``references``, in one pass.
 
     On the coarse fingerprints (:func:`_coarse`), each reference's candidate lags
     (:func:`_candidate_lags`) in vectorised int16 arithmetic, a block of references at a time:
-    the references are laid on a common frame grid around the probe, and row ``r * n_lags + k``
-    of the windows holds reference r's frames facing the probe's at lag ``k - max_lag``. With
-    ``cutoff``, distances below it are exact and the others may come back as inf (only "not
-    below" is established), which skips most of the work when nothing is close.
+    the references are laid on a common frame grid around the probe (:func:`_grid`). ``cutoff``
+    applies to the aligned distances only.
     """
     (y,) = _coarse([probe])
     n, bands = y.shape
-    out = np.full(len(references), np.inf)
+    aligned, centred = np.full(len(references), np.inf), np.full(len(references), np.inf)
     lengths = np.array(
         [ref.n_frames if isinstance(ref, Reference) else np.shape(ref)[0] for ref in references],
         dtype=np.int64,
@@ -433,22 +459,24 @@ def aligned_distances(
     # Lengths more than 2 * max_lag apart are no copy shifted or cropped by up to max_lag.
     keep = np.flatnonzero((lengths > 0) & (np.abs(lengths - n) <= 2 * max_lag))
     if n == 0 or keep.size == 0:
-        return out
+        return aligned, centred
     n_lags = 2 * max_lag + 1
     block = max(1, _BLOCK_CELLS // (min(CANDIDATE_LAGS, n_lags) * n * bands))
     kept = [references[i] for i in keep]
-    made = iter(_coarse([ref for ref in kept if not isinstance(ref, Reference)]))
+    raw = [ref for ref in kept if not isinstance(ref, Reference)]
+    made = iter(_coarse(raw) if raw else ())
     coarse = [ref.coarse if isinstance(ref, Reference) else next(made) for ref in kept]
     for start in range(0, keep.size, block):
         index = keep[start : start + block]
-        block_refs = coarse[start : start + block]
-        out[index] = _block_distances(y, block_refs, lengths[index], max_lag, cutoff)
-    return out
+        found = _block_distances(y, coarse[start : start + block], lengths[index], max_lag, cutoff)
+        aligned[index], centred[index] = found
+    return aligned, centred
 
 
 def _candidate_lags(y: np.ndarray, padded: np.ndarray, comparable: np.ndarray) -> np.ndarray:
-    """Which (reference, lag) pairs the alignment measures -> (n_refs, n_lags) bool: of each
-    reference's ``comparable`` lags, the CANDIDATE_LAGS whose frame profiles differ least from
+    """The lags the alignment measures -> (n_refs, CANDIDATE_LAGS) lag indices, best first (not
+    all comparable where fewer are): of each reference's ``comparable`` lags, the
+    CANDIDATE_LAGS whose frame profiles differ least from
     the probe's (the variance of the difference over the frames facing each other). A frame's
     profile is how far its cells rise above the active level, summed: noise in near-silent
     cells, where a logarithm moves most, leaves it alone.
@@ -473,21 +501,16 @@ def _candidate_lags(y: np.ndarray, padded: np.ndarray, comparable: np.ndarray) -
     squares = np.einsum("rln,rln->rl", difference, difference, dtype=np.int64)
     variance = squares / frames - mean * mean
     variance = np.where(comparable, variance, np.inf)
-    best = np.argsort(variance, axis=1, kind="stable")[:, :CANDIDATE_LAGS]
-    chosen = np.zeros(comparable.shape, dtype=bool)
-    np.put_along_axis(chosen, best, True, axis=1)
-    return chosen & comparable
+    return np.argsort(variance, axis=1, kind="stable")[:, :CANDIDATE_LAGS]
 
 
-def _block_distances(
-    y: np.ndarray,
-    references: list[np.ndarray],
-    lengths: np.ndarray,
-    max_lag: int,
-    cutoff: float | None,
-) -> np.ndarray:
-    """:func:`aligned_distances` of coarse probe ``y`` to coarse ``references`` (frame counts
-    ``lengths``, all comparable with the probe's)."""
+def _grid(
+    y: np.ndarray, references: list[np.ndarray], lengths: np.ndarray, max_lag: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coarse ``references`` laid on a common frame grid around coarse probe ``y`` -> (padded
+    (n_refs, n + 2 max_lag, bands) int16, padding _MISSING; views (n_refs, n_lags, n * bands),
+    row [r, k] reference r's levels facing the probe's at lag k - max_lag; comparable
+    (n_refs, n_lags) bool, the lags where enough frames face each other)."""
     n, bands = y.shape
     n_refs, n_lags = len(references), 2 * max_lag + 1
     padded = np.full((n_refs, n + 2 * max_lag, bands), _MISSING, dtype=np.int16)
@@ -500,42 +523,85 @@ def _block_distances(
         strides=(padded.strides[0], padded.strides[1], padded.strides[2]),
         writeable=False,
     )
-    flat_y = y.reshape(-1)
     # Frames facing each other at each lag (the padding is known, so no need to count them).
     lag = np.arange(n_lags)[None, :]
     ref_len = lengths[:, None]
     overlap = np.minimum(lag + n, max_lag + ref_len) - np.maximum(lag, max_lag)
     comparable = (overlap >= MIN_OVERLAP * np.minimum(ref_len, n)) & (overlap > 0)
-    rows = np.flatnonzero(_candidate_lags(y, padded, comparable).ravel())
-    out = np.full(n_refs, np.inf)
+    return padded, views, comparable
+
+
+def _active_limit(y: np.ndarray) -> np.ndarray:
+    """Per probe cell, the level a facing reference cell must exceed to be active: any real one
+    (not the padding) where the probe's is above _ACTIVE_INT, else above _ACTIVE_INT too."""
+    return np.where(y.reshape(-1) > _ACTIVE_INT, _MISSING, _ACTIVE_INT).astype(np.int16)
+
+
+def _block_distances(
+    y: np.ndarray,
+    references: list[np.ndarray],
+    lengths: np.ndarray,
+    max_lag: int,
+    cutoff: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(aligned, centred) distances of coarse probe ``y`` to coarse ``references`` (frame
+    counts ``lengths``, all comparable with the probe's)."""
+    n, bands = y.shape
+    n_refs, n_lags = len(references), 2 * max_lag + 1
+    padded, views, comparable = _grid(y, references, lengths, max_lag)
+    best = _candidate_lags(y, padded, comparable)
+    chosen = np.zeros(comparable.shape, dtype=bool)
+    np.put_along_axis(chosen, best, True, axis=1)
+    rows = np.flatnonzero((chosen & comparable).ravel())
+    aligned, centred = np.full(n_refs, np.inf), np.full(n_refs, np.inf)
     if rows.size == 0:
-        return out
+        return aligned, centred
     # The candidate rows' cells, (rows, n * bands): reference levels facing the probe's.
     facing = views[rows // n_lags, rows % n_lags]
     # Active: a reference level above _ACTIVE_INT, or any real one (not the padding, which lies
     # below every level) facing a probe level above it. One comparison with a per-cell limit.
-    limit = np.where(flat_y > _ACTIVE_INT, _MISSING, _ACTIVE_INT).astype(np.int16)
-    active = facing > limit
+    active = facing > _active_limit(y)
+    # Centred: at each reference's best lag, where comparable (those rows are among the rows).
+    first = np.arange(n_refs) * n_lags + best[:, 0]
+    first = first[comparable.ravel()[first]]
+    at = np.searchsorted(rows, first)
+    centred[first // n_lags] = _centred_spread(facing[at], active[at], y)
     counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
     usable = counts >= MIN_ACTIVE_CELLS
-    if not usable.any():
-        return out
-    if not usable.all():
-        rows, facing, active, counts = rows[usable], facing[usable], active[usable], counts[usable]
-    # Each usable row's histogram of its active differences: the medians below are read off
+    if usable.any():
+        spread = np.full(n_refs * n_lags, np.inf)
+        spread[rows[usable]] = _aligned_spread(
+            facing[usable], active[usable], counts[usable], y, padded, cutoff
+        )
+        aligned = spread.reshape(n_refs, n_lags).min(axis=1)
+    return aligned, centred
+
+
+def _aligned_spread(
+    facing: np.ndarray,
+    active: np.ndarray,
+    counts: np.ndarray,
+    y: np.ndarray,
+    padded: np.ndarray,
+    cutoff: float | None,
+) -> np.ndarray:
+    """The robust spread of each row's active differences (``counts`` of them) from the probe
+    -> (n_rows,) natural-log units (inf: not below ``cutoff``, when one is given)."""
+    n_rows = len(facing)
+    # Each row's histogram of its active differences: the medians below are read off
     # cumulative counts, exact for integers, without sorting. Row r's bins hold d = -top..top.
     top = max(int(padded.max()), int(y.max()), 0)
     n_bins = 2 * top + 1
     # Keys (row r, difference d) -> r * n_bins + d + top: uint16 when they fit (half the bytes
     # of int32 to write and compress); the int16 differences wrap into place modulo 2^16, and
     # only active cells, whose keys are all below 2^16, are counted.
-    narrow = rows.size * n_bins <= _UINT16_KEYS
-    keys = np.subtract(facing, flat_y, dtype=np.int16 if narrow else np.int32)
+    narrow = n_rows * n_bins <= _UINT16_KEYS
+    keys = np.subtract(facing, y.reshape(-1), dtype=np.int16 if narrow else np.int32)
     if narrow:
         keys = keys.view(np.uint16)
-    keys += (np.arange(rows.size, dtype=keys.dtype) * keys.dtype.type(n_bins) + top)[:, None]
-    histogram = np.bincount(keys[active], minlength=rows.size * n_bins)
-    cumulative = np.cumsum(histogram.reshape(rows.size, n_bins), axis=1, dtype=np.int32)
+    keys += (np.arange(n_rows, dtype=keys.dtype) * keys.dtype.type(n_bins) + top)[:, None]
+    histogram = np.bincount(keys[active], minlength=n_rows * n_bins)
+    cumulative = np.cumsum(histogram.reshape(n_rows, n_bins), axis=1, dtype=np.int32)
     low, high = (counts - 1) // 2, counts // 2  # ranks of the two middle values
     centre2 = _kth(cumulative, low) + _kth(cumulative, high) - 2 * top  # 2 x the median
     # 4 x the spread = the two middle values of s = |2 d - centre2| <= 4 top. With a cutoff,
@@ -543,9 +609,33 @@ def _block_distances(
     upper = 4 * top + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
     s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper)
     mad4 = np.where(s_high < upper, s_low + s_high, np.inf)
-    spread = np.full(n_refs * n_lags, np.inf)
-    spread[rows] = mad4 / (4 * LEVELS_PER_LN)
-    return spread.reshape(n_refs, n_lags).min(axis=1)
+    return mad4 / (4 * LEVELS_PER_LN)
+
+
+def _centred_spread(facing: np.ndarray, active: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The robust spread of each row's active differences from the probe after each band's
+    median difference is removed (a gain per band cancels), over the bands with MIN_BAND_CELLS
+    active cells at least -> (n_rows,) natural-log units (inf: fewer than MIN_ACTIVE_CELLS)."""
+    n, bands = y.shape
+    n_rows = len(facing)
+    active = active.reshape(n_rows, n, bands)
+    active = active & (active.sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
+    d = (facing.astype(np.float64) - y.reshape(-1)).reshape(n_rows, n, bands)
+    band_median = _masked_median(np.moveaxis(d, 1, 2), np.moveaxis(active, 1, 2))
+    centred = (d - band_median[:, None, :]).reshape(n_rows, n * bands)
+    active = active.reshape(n_rows, n * bands)
+    centre = _masked_median(centred, active)
+    spread = _masked_median(np.abs(centred - centre[:, None]), active) / LEVELS_PER_LN
+    return np.where(active.sum(axis=1) >= MIN_ACTIVE_CELLS, spread, np.inf)
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the cells where ``mask`` holds (0 where none)."""
+    ordered = np.sort(np.where(mask, values, np.inf), axis=-1)
+    k = mask.sum(axis=-1)[..., None]
+    low = np.take_along_axis(ordered, np.maximum(k - 1, 0) // 2, axis=-1)
+    high = np.take_along_axis(ordered, k // 2 - (k == 0), axis=-1)
+    return np.where(k > 0, (low + high) / 2, 0.0)[..., 0]
 
 
 def aligned_distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
@@ -569,10 +659,11 @@ def any_replay(
     references = _prepared(references)
     if any((found < CHANGE_DISTANCE).any() for found in _change_distances(probes, references)):
         return True
-    return any(
-        (aligned_distances(probe, refs, cutoff=ALIGNED_DISTANCE) < ALIGNED_DISTANCE).any()
-        for probe, refs in zip(probes, references, strict=True)
-    )
+    for probe, refs in zip(probes, references, strict=True):
+        aligned, centred = _alignment(probe, refs, cutoff=ALIGNED_DISTANCE)
+        if (aligned < ALIGNED_DISTANCE).any() or (centred < CENTRED_DISTANCE).any():
+            return True
+    return False
 
 
 def is_replay(probe: np.ndarray, references: Iterable[Reference | np.ndarray]) -> bool:

@@ -83,6 +83,7 @@ def _check(payload: dict, models, outcomes: list[str]) -> None:
     fp = replay.fingerprint(utt.mel_bands)
     assert not math.isnan(replay.aligned_distance(fp, fp))
     assert not math.isnan(replay.change_distance(fp, fp))
+    assert not np.isnan(replay.centred_distances(fp, [fp])).any()
     outcomes.append("scored")
 
 
@@ -167,3 +168,4 @@ def test_replay_fingerprint_of_any_matrix_is_defined(mel):
     assert fp.shape == (mel.shape[0], replay.FINGERPRINT_BANDS)
     assert not math.isnan(replay.aligned_distance(fp, fp))
     assert not math.isnan(replay.change_distance(fp, fp))
+    assert not np.isnan(replay.centred_distances(fp, [fp])).any()

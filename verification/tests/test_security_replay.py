@@ -62,6 +62,10 @@ def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
         mel = _gains(mel, rng.uniform(0, k, size=(n, 1)))
     elif kind == "bandgain":  # each mel band attenuated by 0..k dB (mean normalisation removes it)
         mel = _gains(mel, rng.uniform(0, k, size=(1, mel.shape[1])))
+    elif kind == "bandgain+noise":  # bands attenuated by 0..k dB, then 3 % noise: the changes
+        # and the alignment each see through one of them only
+        mel = _gains(mel, rng.uniform(0, k, size=(1, mel.shape[1])))
+        mel = mel * (1 + 0.03 * rng.standard_normal(mel.shape))
     elif kind == "tilt":  # each frame and each band attenuated by 0..k dB
         mel = _gains(mel, rng.uniform(0, k, size=(n, 1)) + rng.uniform(0, k, size=(1, 40)))
     elif kind == "drop":  # k % of the frames dropped here and there
@@ -88,7 +92,7 @@ ALIGNED_ATTACKS = [
 # ones no alignment lines up.
 UNALIGNED_ATTACKS = ["framegain:10", "bandgain:10", "tilt:6", "drop:20", "repeat:20"]
 CHANGE_ATTACKS = [*UNALIGNED_ATTACKS, "exact", "shift:5", "crop:5", "pad:3"]
-ATTACKS = [*ALIGNED_ATTACKS, *UNALIGNED_ATTACKS]
+ATTACKS = [*ALIGNED_ATTACKS, *UNALIGNED_ATTACKS, "bandgain+noise:10"]
 
 
 def _verify(user, utterances, digits: str = DIGITS):
@@ -129,6 +133,20 @@ def test_change_distance_of_a_rescaled_tilted_thinned_or_stuttered_copy_is_below
         assert np.median(aligned) > replay.ALIGNED_DISTANCE
 
 
+def test_centred_distance_of_a_band_gained_noisy_copy_is_below_its_threshold(corpus):
+    rng = np.random.default_rng(7)
+    centred, aligned = [], []
+    for digit in range(10):
+        original = replay.fingerprint(corpus.utterance(GENUINE, digit, 0).mel_bands)
+        copy = _tamper(corpus.utterance(GENUINE, digit, 0), "bandgain+noise:10", rng)
+        copy = replay.fingerprint(copy.mel_bands)
+        centred.append(replay.centred_distances(copy, [original])[0])
+        aligned.append(replay.aligned_distance(copy, original))
+        assert replay.is_replay(copy, [original])
+    assert max(centred) < replay.CENTRED_DISTANCE
+    assert np.median(aligned) > replay.ALIGNED_DISTANCE  # what the centring adds
+
+
 def test_different_takes_of_one_digit_are_not_copies(corpus):
     for digit in range(10):
         takes = [
@@ -137,6 +155,7 @@ def test_different_takes_of_one_digit_are_not_copies(corpus):
         for a, b in itertools.permutations(takes, 2):
             assert replay.change_distance(a, b) > replay.CHANGE_DISTANCE
             assert replay.aligned_distance(a, b) > replay.ALIGNED_DISTANCE
+            assert replay.centred_distances(a, [b])[0] >= replay.CENTRED_DISTANCE
             assert not replay.is_replay(a, [b])
 
 
@@ -277,6 +296,64 @@ def _reference_aligned_distance(a: np.ndarray, b: np.ndarray) -> float:
     return best
 
 
+def _reference_centred_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The definition of ``replay.centred_distances`` (probe ``b``, reference ``a``), plain: at
+    the lag with the closest frame profiles (the earlier on a tie), each band with at least
+    MIN_BAND_CELLS active cells centred on its median difference, then the robust spread."""
+    a, b = (c.astype(np.int64) for c in replay._coarse([a, b]))
+    max_lag = replay.MAX_LAG
+    if min(len(a), len(b)) == 0 or abs(len(a) - len(b)) > 2 * max_lag:
+        return np.inf
+    profile_a, profile_b = (np.maximum(c - replay._ACTIVE_INT, 0).sum(axis=1) for c in (a, b))
+    candidates = []
+    for lag in range(-max_lag, max_lag + 1):
+        j = np.arange(len(b))
+        j = j[(j + lag >= 0) & (j + lag < len(a))]
+        if j.size == 0 or j.size < replay.MIN_OVERLAP * min(len(a), len(b)):
+            continue
+        d = profile_a[j + lag] - profile_b[j]
+        mean = int(d.sum()) / j.size
+        candidates.append((int((d * d).sum()) / j.size - mean * mean, lag, j))
+    if not candidates:
+        return np.inf
+    _, lag, j = min(candidates, key=lambda c: c[:2])
+    x, y = a[j + lag], b[j]
+    active = (x > replay._ACTIVE_LEVEL) | (y > replay._ACTIVE_LEVEL)
+    d = (x - y).astype(np.float64)
+    kept = []
+    for band in range(d.shape[1]):
+        cells = d[active[:, band], band]
+        if cells.size >= replay.MIN_BAND_CELLS:
+            kept.append(cells - np.median(cells))
+    if sum(c.size for c in kept) < replay.MIN_ACTIVE_CELLS:
+        return np.inf
+    c = np.concatenate(kept)
+    return float(np.median(np.abs(c - np.median(c)))) / replay.LEVELS_PER_LN
+
+
+def test_centred_distances_equal_the_definition(corpus):
+    rng = np.random.default_rng(12)
+    takes = [
+        replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands)
+        for digit in (3, 7)
+        for i in range(4)
+    ]
+    copies = [replay.fingerprint(_tamper(corpus.utterance(GENUINE, 3, 0), how, rng).mel_bands)
+              for how in ("noise:3", "bandgain+noise:10", "shift:3", "drop:20")]  # fmt: skip
+    noise = [rng.integers(0, 256, size=(n, 40)).astype(np.uint8) for n in (1, 25, 40, 70)]
+    fingerprints = [*takes, *copies, *noise, np.zeros((0, 40), np.uint8)]
+    compared = 0
+    for probe in fingerprints:
+        expected = [_reference_centred_distance(ref, probe) for ref in fingerprints]
+        got = replay.centred_distances(probe, fingerprints)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(
+            got, replay.centred_distances(probe, replay.prepare(fingerprints))
+        )
+        compared += int(np.isfinite(got).sum())
+    assert compared > 100
+
+
 def test_coarse_fingerprint_is_the_pairs_of_bands_summed(corpus):
     mel = corpus.utterance(GENUINE, 5, 0).mel_bands.astype(np.float64)
     pairs = np.log1p(np.expm1(mel).reshape(len(mel), 20, 2).sum(axis=2))
@@ -393,6 +470,7 @@ def test_tampered_copy_of_an_enrollment_utterance_is_rejected_as_replay(
         "tilt:6",
         "drop:20",
         "repeat:20",
+        "bandgain+noise:10",
     ],
 )
 def test_tampered_copy_of_a_recent_attempt_is_rejected_as_replay(enrolled_alice, corpus, how):
