@@ -620,7 +620,9 @@ def _centred_spread(facing: np.ndarray, active: np.ndarray, y: np.ndarray) -> np
     n_rows = len(facing)
     active = active.reshape(n_rows, n, bands)
     active = active & (active.sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
-    d = (facing.astype(np.float64) - y.reshape(-1)).reshape(n_rows, n, bands)
+    # float32: differences, their halves and quarters (the medians) are exact in it, and the
+    # sorts below move half the bytes.
+    d = (facing.astype(np.float32) - y.reshape(-1)).reshape(n_rows, n, bands)
     band_median = _masked_median(np.moveaxis(d, 1, 2), np.moveaxis(active, 1, 2))
     centred = (d - band_median[:, None, :]).reshape(n_rows, n * bands)
     active = active.reshape(n_rows, n * bands)
@@ -631,11 +633,11 @@ def _centred_spread(facing: np.ndarray, active: np.ndarray, y: np.ndarray) -> np
 
 def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Median over the last axis of the cells where ``mask`` holds (0 where none)."""
-    ordered = np.sort(np.where(mask, values, np.inf), axis=-1)
-    k = mask.sum(axis=-1)[..., None]
-    low = np.take_along_axis(ordered, np.maximum(k - 1, 0) // 2, axis=-1)
-    high = np.take_along_axis(ordered, k // 2 - (k == 0), axis=-1)
-    return np.where(k > 0, (low + high) / 2, 0.0)[..., 0]
+    ordered = np.sort(np.where(mask, values, np.inf), axis=-1).reshape(-1, values.shape[-1])
+    k = mask.sum(axis=-1).ravel()
+    rows = np.arange(len(k))
+    low, high = ordered[rows, np.maximum(k - 1, 0) // 2], ordered[rows, k // 2 - (k == 0)]
+    return np.where(k > 0, (low + high) / 2, 0).reshape(mask.shape[:-1])
 
 
 def aligned_distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
