@@ -20,7 +20,8 @@ FRR increase (flagged trials the engine would otherwise have accepted, in points
 of replay attacks caught: previous genuine attempts resent bit-exact; with 1, 3 or 10 %
 multiplicative or 1 % additive noise; shifted by 3 frames; each frame attenuated by 0-10 dB;
 20 % of frames dropped or repeated; each mel band attenuated by 0-3 or 0-10 dB; frames and bands
-by 0-6 dB each; and, each measure's blind spot at once, band gains with 3 % noise. With each,
+by 0-6 dB each; and band gains with 3 % noise (the blind spots of the changes and of the plain
+alignment at once, which the centred alignment covers). With each,
 the distribution behind ``CHANGE_DISTANCE`` (each genuine utterance's change distance to its
 nearest reference, and each replayed one's) and how many replayed attempts the engine would
 accept and how many of those get past the replay check (what an attacker gains).

@@ -35,7 +35,10 @@ copy; a constant offset is removed). Only the ``CANDIDATE_LAGS`` lags where the 
 profiles (each frame's levels summed) fit best are measured: a copy's own lag is among them.
 Below ``ALIGNED_DISTANCE``, it is a copy. It misses what the changes catch (gains per frame or
 per band, frames dropped or repeated), and the changes miss copies with a few percent of noise,
-which it catches.
+which it catches. :func:`centred_distances` covers a copy with both band gains and noise: at the
+best-fitting lag, each band's median difference is removed before the spread is taken, so a gain
+per band cancels. Fresh takes come closer in it too, so below the stricter ``CENTRED_DISTANCE``
+it is a copy.
 
 ``bench/replay_cost.py`` measures both on the development corpora, with the service's
 protocol: what genuine users lose (takes flagged as copies), and which replayed attempts the
@@ -656,8 +659,8 @@ def any_replay(
     probes: Sequence[np.ndarray], references: Sequence[Sequence[Reference | np.ndarray]]
 ) -> bool:
     """Whether any probe is a near-copy of any of its own ``references[i]`` (fingerprints or
-    their :class:`Reference`s): by its changes (all probes at once, the cheaper test) or
-    aligned at a lag."""
+    their :class:`Reference`s): by its changes (all probes at once, the cheaper test), or
+    aligned at a lag, plainly or centred."""
     references = _prepared(references)
     if any((found < CHANGE_DISTANCE).any() for found in _change_distances(probes, references)):
         return True
