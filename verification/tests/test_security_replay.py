@@ -266,27 +266,37 @@ def test_batched_change_distances_equal_the_definition(corpus):
     assert compared > 50  # most pairs are compared, not just refused as inf
 
 
-def _reference_aligned_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """The definition of ``replay.aligned_distance``, one lag at a time with np.median (slow,
-    plain), on the coarse fingerprints: of the lags where enough frames face each other, the
-    CANDIDATE_LAGS with the closest frame profiles (the earlier lag first on a tie) are
-    measured."""
+def _reference_lags(a: np.ndarray, b: np.ndarray):
+    """The coarse fingerprints of reference ``a`` and probe ``b`` (int64) and the lags the
+    alignment considers, as [(lag, j)] with b[j] facing a[j + lag], closest frame profiles
+    first (the earlier lag on a tie); None when their lengths rule out a copy."""
     a, b = (c.astype(np.int64) for c in replay._coarse([a, b]))
     max_lag = replay.MAX_LAG
     if min(len(a), len(b)) == 0 or abs(len(a) - len(b)) > 2 * max_lag:
-        return np.inf
+        return None
     profile_a, profile_b = (np.maximum(c - replay._ACTIVE_INT, 0).sum(axis=1) for c in (a, b))
     candidates = []
     for lag in range(-max_lag, max_lag + 1):
         j = np.arange(len(b))
-        j = j[(j + lag >= 0) & (j + lag < len(a))]  # b[j] faces a[j + lag]
+        j = j[(j + lag >= 0) & (j + lag < len(a))]
         if j.size == 0 or j.size < replay.MIN_OVERLAP * min(len(a), len(b)):
             continue
         d = profile_a[j + lag] - profile_b[j]
         mean = int(d.sum()) / j.size
         candidates.append((int((d * d).sum()) / j.size - mean * mean, lag, j))
+    return a, b, [(lag, j) for _, lag, j in sorted(candidates, key=lambda c: c[:2])]
+
+
+def _reference_aligned_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The definition of ``replay.aligned_distance``, one lag at a time with np.median (slow,
+    plain), on the coarse fingerprints: the CANDIDATE_LAGS lags with the closest frame
+    profiles are measured."""
+    found = _reference_lags(a, b)
+    if found is None:
+        return np.inf
+    a, b, lags = found
     best = np.inf
-    for _, lag, j in sorted(candidates, key=lambda c: c[:2])[: replay.CANDIDATE_LAGS]:
+    for lag, j in lags[: replay.CANDIDATE_LAGS]:
         x, y = a[j + lag], b[j]
         active = (x > replay._ACTIVE_LEVEL) | (y > replay._ACTIVE_LEVEL)
         if active.sum() < replay.MIN_ACTIVE_CELLS:
@@ -298,25 +308,12 @@ def _reference_aligned_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 def _reference_centred_distance(a: np.ndarray, b: np.ndarray) -> float:
     """The definition of ``replay.centred_distances`` (probe ``b``, reference ``a``), plain: at
-    the lag with the closest frame profiles (the earlier on a tie), each band with at least
-    MIN_BAND_CELLS active cells centred on its median difference, then the robust spread."""
-    a, b = (c.astype(np.int64) for c in replay._coarse([a, b]))
-    max_lag = replay.MAX_LAG
-    if min(len(a), len(b)) == 0 or abs(len(a) - len(b)) > 2 * max_lag:
+    the lag with the closest frame profiles, each band with at least MIN_BAND_CELLS active
+    cells centred on its median difference, then the robust spread."""
+    found = _reference_lags(a, b)
+    if found is None or not found[2]:
         return np.inf
-    profile_a, profile_b = (np.maximum(c - replay._ACTIVE_INT, 0).sum(axis=1) for c in (a, b))
-    candidates = []
-    for lag in range(-max_lag, max_lag + 1):
-        j = np.arange(len(b))
-        j = j[(j + lag >= 0) & (j + lag < len(a))]
-        if j.size == 0 or j.size < replay.MIN_OVERLAP * min(len(a), len(b)):
-            continue
-        d = profile_a[j + lag] - profile_b[j]
-        mean = int(d.sum()) / j.size
-        candidates.append((int((d * d).sum()) / j.size - mean * mean, lag, j))
-    if not candidates:
-        return np.inf
-    _, lag, j = min(candidates, key=lambda c: c[:2])
+    a, b, ((lag, j), *_) = found
     x, y = a[j + lag], b[j]
     active = (x > replay._ACTIVE_LEVEL) | (y > replay._ACTIVE_LEVEL)
     d = (x - y).astype(np.float64)
@@ -331,17 +328,24 @@ def _reference_centred_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.median(np.abs(c - np.median(c)))) / replay.LEVELS_PER_LN
 
 
-def test_centred_distances_equal_the_definition(corpus):
-    rng = np.random.default_rng(12)
+def _definition_cases(corpus, rng: np.random.Generator, attacks) -> list[np.ndarray]:
+    """Fingerprints to check a measure against its definition with: takes of two digits,
+    copies of one take (``attacks``), random levels of several lengths, and an empty one."""
     takes = [
         replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands)
         for digit in (3, 7)
         for i in range(4)
     ]
     copies = [replay.fingerprint(_tamper(corpus.utterance(GENUINE, 3, 0), how, rng).mel_bands)
-              for how in ("noise:3", "bandgain+noise:10", "shift:3", "drop:20")]  # fmt: skip
+              for how in attacks]  # fmt: skip
     noise = [rng.integers(0, 256, size=(n, 40)).astype(np.uint8) for n in (1, 25, 40, 70)]
-    fingerprints = [*takes, *copies, *noise, np.zeros((0, 40), np.uint8)]
+    return [*takes, *copies, *noise, np.zeros((0, 40), np.uint8)]
+
+
+def test_centred_distances_equal_the_definition(corpus):
+    rng = np.random.default_rng(12)
+    attacks = ("noise:3", "bandgain+noise:10", "shift:3", "drop:20")
+    fingerprints = _definition_cases(corpus, rng, attacks)
     compared = 0
     for probe in fingerprints:
         expected = [_reference_centred_distance(ref, probe) for ref in fingerprints]
@@ -369,16 +373,7 @@ def test_coarse_fingerprint_is_the_pairs_of_bands_summed(corpus):
 def test_batched_aligned_distances_equal_the_definition(corpus, monkeypatch, int32_keys):
     if int32_keys:  # histogram keys as int32 in every block, not only where uint16 overflows
         monkeypatch.setattr(replay, "_UINT16_KEYS", 0)
-    rng = np.random.default_rng(11)
-    takes = [
-        replay.fingerprint(corpus.utterance(GENUINE, digit, i).mel_bands)
-        for digit in (3, 7)
-        for i in range(4)
-    ]
-    copies = [replay.fingerprint(_tamper(corpus.utterance(GENUINE, 3, 0), how, rng).mel_bands)
-              for how in ALIGNED_ATTACKS]  # fmt: skip
-    noise = [rng.integers(0, 256, size=(n, 40)).astype(np.uint8) for n in (1, 25, 40, 70)]
-    fingerprints = [*takes, *copies, *noise, np.zeros((0, 40), np.uint8)]
+    fingerprints = _definition_cases(corpus, np.random.default_rng(11), ALIGNED_ATTACKS)
     compared = 0
     for probe in fingerprints:
         expected = [_reference_aligned_distance(ref, probe) for ref in fingerprints]
