@@ -95,12 +95,14 @@ CANDIDATE_LAGS = 3
 MIN_OVERLAP = 0.5
 MIN_ACTIVE_CELLS = 20
 ALIGNED_DISTANCE = 0.2
-# The centred alignment (centred_distance): the alignment with each band's median difference
+# The centred alignment (centred_distances): the alignment with each band's median difference
 # removed first, which cancels a gain per band (the alignment's blind spot) but also brings
-# fresh takes closer, hence the stricter threshold. A band is centred on at least
-# MIN_BAND_CELLS active cells, else left out.
+# fresh takes closer, hence the stricter threshold (spreads come in steps of 1/64): on fsdd, 6 of
+# 3000 recordings have another of the same speaker and digit at 0.125 (4) or 0.141 (2), none
+# closer; copies with band gains and 3 % noise lie mostly at 0.0625, 99 % at 0.125 or below. A
+# band is centred on at least MIN_BAND_CELLS active cells, else left out.
 MIN_BAND_CELLS = 4
-CENTRED_DISTANCE = 0.15
+CENTRED_DISTANCE = 0.13
 
 _LN_10 = float(np.log(10.0))
 _FLOOR_LN = FLOOR_DB / 10 * _LN_10
