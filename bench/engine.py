@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_ms = median_ms(lambda: [replay.prepare(refs) for refs in references], repeats)
         print(
             f"- replay check of that attempt (each utterance against 15 prepared references of "
-            f"its digit, by changes and aligned): {replay_ms:.2f} ms; the changes alone: "
+            f"its digit, by changes, aligned and centred): {replay_ms:.2f} ms; the changes alone: "
             f"{changes_ms:.2f} ms; preparing the 75 references (once per process): "
             f"{prepare_ms:.2f} ms"
         )
