@@ -149,8 +149,7 @@ def main() -> None:
             refs = [ref for ref in refs if ref != pos]
             probe, references = fingerprints[pos], [prepared[r] for r in refs]
             found = replay.change_distances(probe, references)
-            aligned = replay.aligned_distances(probe, references)
-            centred = replay.centred_distances(probe, references)
+            aligned, centred = replay._alignment(probe, references)  # both in one pass
             close = (
                 (found < replay.CHANGE_DISTANCE)
                 | (aligned < replay.ALIGNED_DISTANCE)

@@ -551,7 +551,6 @@ def _block_distances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned, centred) distances of coarse probe ``y`` to coarse ``references`` (frame
     counts ``lengths``, all comparable with the probe's)."""
-    n, bands = y.shape
     n_refs, n_lags = len(references), 2 * max_lag + 1
     padded, views, comparable = _grid(y, references, lengths, max_lag)
     best = _candidate_lags(y, padded, comparable)
