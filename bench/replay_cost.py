@@ -75,10 +75,16 @@ def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, Utterance]:
         ),
         "noise 3%": Utterance(mel * (1 + 0.03 * rng.standard_normal(mel.shape)), utt.rms, None),
         "noise 10%": Utterance(mel * (1 + 0.1 * rng.standard_normal(mel.shape)), utt.rms, None),
-        # Each measure's blind spot at once (the changes' noise, the alignment's tilt): measured
-        # to show the limit, not to pass.
+        # Each measure's blind spot at once (the changes' noise, the alignment's gains per band or
+        # per frame).
         "band gains 0..-10 dB and noise 3%": Utterance(
             gains(rng.uniform(-1, 0, size=(1, 40))).mel_bands
+            * (1 + 0.03 * rng.standard_normal(mel.shape)),
+            utt.rms,
+            None,
+        ),
+        "frame gains 0..-10 dB and noise 3%": Utterance(
+            gains(rng.uniform(-1, 0, size=(n, 1))).mel_bands
             * (1 + 0.03 * rng.standard_normal(mel.shape)),
             utt.rms,
             None,
