@@ -35,10 +35,10 @@ copy; a constant offset is removed). Only the ``CANDIDATE_LAGS`` lags where the 
 profiles (each frame's levels summed) fit best are measured: a copy's own lag is among them.
 Below ``ALIGNED_DISTANCE``, it is a copy. It misses what the changes catch (gains per frame or
 per band, frames dropped or repeated), and the changes miss copies with a few percent of noise,
-which it catches. :func:`centred_distances` covers a copy with both band gains and noise: at the
-best-fitting lag, each band's median difference is removed before the spread is taken, so a gain
-per band cancels. Fresh takes come closer in it too, so below the stricter ``CENTRED_DISTANCE``
-it is a copy.
+which it catches. :func:`centred_distances` covers a copy with gains and noise at once: each
+band's median difference (at the best-fitting lag), or each frame's (at the best two), is
+removed before the spread is taken, so a gain per band, or per frame, cancels. Fresh takes come
+closer in it too, so below the stricter ``CENTRED_DISTANCE`` it is a copy.
 
 ``bench/replay_cost.py`` measures both on the development corpora, with the service's
 protocol: what genuine users lose (takes flagged as copies), and which replayed attempts the
@@ -96,12 +96,17 @@ MIN_OVERLAP = 0.5
 MIN_ACTIVE_CELLS = 20
 ALIGNED_DISTANCE = 0.2
 # The centred alignment (centred_distances): the alignment with each band's median difference
-# removed first, which cancels a gain per band (the alignment's blind spot) but also brings
-# fresh takes closer, hence the stricter threshold (spreads come in steps of 1/64): on fsdd, 6 of
-# 3000 recordings have another of the same speaker and digit at 0.125 (4) or 0.141 (2), none
-# closer; copies with band gains and 3 % noise lie mostly at 0.0625, 99 % at 0.125 or below. A
-# band is centred on at least MIN_BAND_CELLS active cells, else left out.
+# removed first, which cancels a gain per band (the alignment's blind spot), or each frame's,
+# which cancels a gain per frame. Either brings fresh takes closer, hence the stricter threshold
+# (spreads come in steps of 1/64): on fsdd, 6 of 3000 recordings have another of the same
+# speaker and digit at 0.125 (4) or 0.141 (2) by band, none closer; copies with band gains and
+# 3 % noise lie mostly at 0.0625, 99 % at 0.125 or below. A band is centred on at least
+# MIN_BAND_CELLS active cells, a frame on MIN_FRAME_CELLS, else left out. By band, the best-
+# fitting lag is measured; by frame, the first CENTRED_LAGS: gains per frame move the frame
+# profiles, and a copy's own lag came second for 3 of 10 fsdd copies with frame gains and noise.
 MIN_BAND_CELLS = 4
+MIN_FRAME_CELLS = 4
+CENTRED_LAGS = 2
 CENTRED_DISTANCE = 0.13
 
 _LN_10 = float(np.log(10.0))
@@ -338,6 +343,7 @@ def change_distance(probe: np.ndarray, reference: np.ndarray) -> float:
 
 
 _MISSING = np.int16(-1)  # padding: no frame at this lag
+_NEVER = np.iinfo(np.int16).max  # above every value the centred spread sorts
 # Integer levels: ``level > _ACTIVE_LEVEL`` is ``level > _ACTIVE_INT`` (int16 compares stay int16).
 _ACTIVE_INT = np.int16(np.floor(_ACTIVE_LEVEL))
 
@@ -431,14 +437,19 @@ def aligned_distances(
 
 
 def centred_distances(
-    probe: np.ndarray, references: Sequence[Reference | np.ndarray], max_lag: int = MAX_LAG
+    probe: np.ndarray,
+    references: Sequence[Reference | np.ndarray],
+    max_lag: int = MAX_LAG,
+    cutoff: float | None = None,
 ) -> np.ndarray:
-    """The alignment with a gain per band cancelled, from ``probe`` to each of ``references``
-    -> (n_references,) float64 (inf: not comparable). At each reference's best-fitting lag only
-    (the first of its candidate lags), each band's median difference over its active cells is
-    removed before the robust spread is taken; bands with fewer than MIN_BAND_CELLS active
-    cells are left out."""
-    return _alignment(probe, references, max_lag)[1]
+    """The alignment with a gain per band or a gain per frame cancelled, from ``probe`` to each
+    of ``references`` -> (n_references,) float64 (inf: not comparable): the smaller of two
+    robust spreads. By band, at each reference's best-fitting lag (the first of its candidate
+    lags), each band's median difference over its active cells is removed first, bands with
+    fewer than MIN_BAND_CELLS active cells left out; by frame, at its first CENTRED_LAGS
+    candidate lags, each frame's, frames with fewer than MIN_FRAME_CELLS left out. ``cutoff``
+    as for :func:`aligned_distances`."""
+    return _alignment(probe, references, max_lag, centred_cutoff=cutoff)[1]
 
 
 def _alignment(
@@ -446,13 +457,14 @@ def _alignment(
     references: Sequence[Reference | np.ndarray],
     max_lag: int = MAX_LAG,
     cutoff: float | None = None,
+    centred_cutoff: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned, centred) distances from ``probe`` to each of ``references``, in one pass.
 
     On the coarse fingerprints (:func:`_coarse`), each reference's candidate lags
     (:func:`_candidate_lags`) in vectorised int16 arithmetic, a block of references at a time:
     the references are laid on a common frame grid around the probe (:func:`_grid`). ``cutoff``
-    applies to the aligned distances only.
+    and ``centred_cutoff``: as for :func:`aligned_distances`, for each measure.
     """
     (y,) = _coarse([probe])
     n, bands = y.shape
@@ -473,7 +485,9 @@ def _alignment(
     coarse = [ref.coarse if isinstance(ref, Reference) else next(made) for ref in kept]
     for start in range(0, keep.size, block):
         index = keep[start : start + block]
-        found = _block_distances(y, coarse[start : start + block], lengths[index], max_lag, cutoff)
+        found = _block_distances(
+            y, coarse[start : start + block], lengths[index], max_lag, (cutoff, centred_cutoff)
+        )
         aligned[index], centred[index] = found
     return aligned, centred
 
@@ -547,10 +561,10 @@ def _block_distances(
     references: list[np.ndarray],
     lengths: np.ndarray,
     max_lag: int,
-    cutoff: float | None,
+    cutoffs: tuple[float | None, float | None],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(aligned, centred) distances of coarse probe ``y`` to coarse ``references`` (frame
-    counts ``lengths``, all comparable with the probe's)."""
+    counts ``lengths``, all comparable with the probe's), each measure below its cutoff exact."""
     n_refs, n_lags = len(references), 2 * max_lag + 1
     padded, views, comparable = _grid(y, references, lengths, max_lag)
     best = _candidate_lags(y, padded, comparable)
@@ -565,83 +579,114 @@ def _block_distances(
     # Active: a reference level above _ACTIVE_INT, or any real one (not the padding, which lies
     # below every level) facing a probe level above it. One comparison with a per-cell limit.
     active = facing > _active_limit(y)
-    # Centred: at each reference's best lag, where comparable (those rows are among the rows).
-    first = np.arange(n_refs) * n_lags + best[:, 0]
-    first = first[comparable.ravel()[first]]
-    at = np.searchsorted(rows, first)
-    centred[first // n_lags] = _centred_spread(facing[at], active[at], y)
+    # Centred: by band at each reference's best lag, by frame at its first CENTRED_LAGS (gains
+    # per frame move the profiles: a copy's own lag may come second); where comparable (those
+    # rows are among the rows), the smallest.
+    by_band, by_frame = (
+        np.unique(lead[comparable.ravel()[lead]])
+        for lead in (
+            (np.arange(n_refs)[:, None] * n_lags + best[:, :lags]).ravel()
+            for lags in (1, CENTRED_LAGS)
+        )
+    )
+    lead = np.concatenate([by_band, by_frame])
+    at = np.searchsorted(rows, lead)
+    found = _centred_spread(facing[at], active[at], y, len(by_band), cutoffs[1])
+    np.minimum.at(centred, lead // n_lags, found)
     counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
     usable = counts >= MIN_ACTIVE_CELLS
     if usable.any():
         spread = np.full(n_refs * n_lags, np.inf)
-        spread[rows[usable]] = _aligned_spread(
-            facing[usable], active[usable], counts[usable], y, padded, cutoff
+        top = max(int(padded.max()), int(y.max()), 0)  # every level is within 0..top
+        d = np.subtract(facing[usable], y.reshape(-1), dtype=np.int16)
+        spread[rows[usable]] = _robust_spread(
+            d, active[usable], counts[usable], top, LEVELS_PER_LN, cutoffs[0]
         )
         aligned = spread.reshape(n_refs, n_lags).min(axis=1)
     return aligned, centred
 
 
-def _aligned_spread(
-    facing: np.ndarray,
+def _robust_spread(
+    values: np.ndarray,
     active: np.ndarray,
     counts: np.ndarray,
-    y: np.ndarray,
-    padded: np.ndarray,
+    top: int,
+    per_ln: float,
     cutoff: float | None,
 ) -> np.ndarray:
-    """The robust spread of each row's active differences (``counts`` of them) from the probe
-    -> (n_rows,) natural-log units (inf: not below ``cutoff``, when one is given)."""
-    n_rows = len(facing)
-    # Each row's histogram of its active differences: the medians below are read off
-    # cumulative counts, exact for integers, without sorting. Row r's bins hold d = -top..top.
-    top = max(int(padded.max()), int(y.max()), 0)
+    """The robust spread (median absolute deviation from the median) of each row's active
+    ``values`` (int16, within -top..top there, ``per_ln`` to a natural-log unit; ``counts``
+    of them, at least 1) -> (n_rows,) natural-log units (inf: not below ``cutoff``, when one is
+    given)."""
+    n_rows = len(values)
+    # Each row's histogram of its active values: the medians below are read off cumulative
+    # counts, exact for integers, without sorting. Row r's bins hold v = -top..top.
     n_bins = 2 * top + 1
-    # Keys (row r, difference d) -> r * n_bins + d + top: uint16 when they fit (half the bytes
-    # of int32 to write and compress); the int16 differences wrap into place modulo 2^16, and
-    # only active cells, whose keys are all below 2^16, are counted.
+    # Keys (row r, value v) -> r * n_bins + v + top: uint16 when they fit (half the bytes of
+    # int32 to write and compress); int16 values wrap into place modulo 2^16, and only active
+    # cells, whose keys are all below 2^16, are counted.
     narrow = n_rows * n_bins <= _UINT16_KEYS
-    keys = np.subtract(facing, y.reshape(-1), dtype=np.int16 if narrow else np.int32)
-    if narrow:
-        keys = keys.view(np.uint16)
-    keys += (np.arange(n_rows, dtype=keys.dtype) * keys.dtype.type(n_bins) + top)[:, None]
+    keys = values.view(np.uint16) if narrow else values.astype(np.int32)
+    keys = keys + (np.arange(n_rows, dtype=keys.dtype) * keys.dtype.type(n_bins) + top)[:, None]
     histogram = np.bincount(keys[active], minlength=n_rows * n_bins)
     cumulative = np.cumsum(histogram.reshape(n_rows, n_bins), axis=1, dtype=np.int32)
     low, high = (counts - 1) // 2, counts // 2  # ranks of the two middle values
     centre2 = _kth(cumulative, low) + _kth(cumulative, high) - 2 * top  # 2 x the median
-    # 4 x the spread = the two middle values of s = |2 d - centre2| <= 4 top. With a cutoff,
-    # only values that can sum below 64 x cutoff are looked for; beyond, a row is "not below".
-    upper = 4 * top + 1 if cutoff is None else int(np.floor(4 * LEVELS_PER_LN * cutoff)) + 1
+    # 4 x the spread = the two middle values of s = |2 v - centre2| <= 4 top. With a cutoff,
+    # only values that can sum below 4 per_ln x cutoff are looked for; beyond, a row is "not
+    # below".
+    upper = 4 * top + 1 if cutoff is None else int(np.floor(4 * per_ln * cutoff)) + 1
     s_low, s_high = _spread_ranks(cumulative, centre2, (low, high), upper)
     mad4 = np.where(s_high < upper, s_low + s_high, np.inf)
-    return mad4 / (4 * LEVELS_PER_LN)
+    return mad4 / (4 * per_ln)
 
 
-def _centred_spread(facing: np.ndarray, active: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The robust spread of each row's active differences from the probe after each band's
-    median difference is removed (a gain per band cancels), over the bands with MIN_BAND_CELLS
-    active cells at least -> (n_rows,) natural-log units (inf: fewer than MIN_ACTIVE_CELLS)."""
+def _centred_spread(
+    facing: np.ndarray, active: np.ndarray, y: np.ndarray, n_band: int, cutoff: float | None
+) -> np.ndarray:
+    """The robust spread of each row's active differences from the probe after the median
+    difference of each band (the first ``n_band`` rows: a gain per band cancels) or of each
+    frame (the others: a gain per frame cancels) is removed, over the bands with
+    MIN_BAND_CELLS active cells at least, or the frames with MIN_FRAME_CELLS -> (n_rows,)
+    natural-log units (inf: fewer than MIN_ACTIVE_CELLS, or not below ``cutoff``, when one is
+    given).
+
+    In int16, exact: the differences are doubled before a median is taken off (twice a median
+    of integers is an integer); numpy sorts the short rows of int16 fast."""
     n, bands = y.shape
     n_rows = len(facing)
-    active = active.reshape(n_rows, n, bands)
-    active = active & (active.sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
-    # float32: differences, their halves and quarters (the medians) are exact in it, and the
-    # sorts below move half the bytes.
-    d = (facing.astype(np.float32) - y.reshape(-1)).reshape(n_rows, n, bands)
-    band_median = _masked_median(np.moveaxis(d, 1, 2), np.moveaxis(active, 1, 2))
-    centred = (d - band_median[:, None, :]).reshape(n_rows, n * bands)
-    active = active.reshape(n_rows, n * bands)
-    centre = _masked_median(centred, active)
-    spread = _masked_median(np.abs(centred - centre[:, None]), active) / LEVELS_PER_LN
-    return np.where(active.sum(axis=1) >= MIN_ACTIVE_CELLS, spread, np.inf)
+    active = active.reshape(n_rows, n, bands).copy()
+    # Coarse levels lie in 0..147 (the padding at -1): |d| <= 148, |2 d - 2 median| <= 592.
+    d = np.subtract(facing, y.reshape(-1), dtype=np.int16).reshape(n_rows, n, bands)
+    band, frame = slice(None, n_band), slice(n_band, None)
+    active[band] &= (active[band].sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
+    active[frame] &= (active[frame].sum(axis=2) >= MIN_FRAME_CELLS)[:, :, None]
+    centred = 2 * d  # half levels, less each band's or frame's median below
+    by_band = _masked_median2(np.moveaxis(d[band], 1, 2), np.moveaxis(active[band], 1, 2))
+    centred[band] -= by_band[:, None, :]
+    centred[frame] -= _masked_median2(d[frame], active[frame])[:, :, None]
+    centred, active = centred.reshape(n_rows, n * bands), active.reshape(n_rows, n * bands)
+    counts = active.sum(axis=1)
+    usable = counts >= MIN_ACTIVE_CELLS
+    spread = np.full(n_rows, np.inf)
+    if usable.any():
+        centred, active = centred[usable], active[usable]
+        top = int(np.max(np.abs(centred), where=active, initial=0))
+        spread[usable] = _robust_spread(
+            centred, active, counts[usable], top, 2 * LEVELS_PER_LN, cutoff
+        )
+    return spread
 
 
-def _masked_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median over the last axis of the cells where ``mask`` holds (0 where none)."""
-    ordered = np.sort(np.where(mask, values, np.inf), axis=-1).reshape(-1, values.shape[-1])
+def _masked_median2(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Twice the median over the last axis of the int16 ``values`` where ``mask`` holds (0 where
+    none) -> int16, the sum of the two middle values."""
+    ordered = np.sort(np.where(mask, values, np.int16(_NEVER)), axis=-1)
+    ordered = ordered.reshape(-1, values.shape[-1])
     k = mask.sum(axis=-1).ravel()
     rows = np.arange(len(k))
     low, high = ordered[rows, np.maximum(k - 1, 0) // 2], ordered[rows, k // 2 - (k == 0)]
-    return np.where(k > 0, (low + high) / 2, 0).reshape(mask.shape[:-1])
+    return np.where(k > 0, low + high, 0).astype(np.int16).reshape(mask.shape[:-1])
 
 
 def aligned_distance(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -> float:
@@ -666,7 +711,9 @@ def any_replay(
     if any((found < CHANGE_DISTANCE).any() for found in _change_distances(probes, references)):
         return True
     for probe, refs in zip(probes, references, strict=True):
-        aligned, centred = _alignment(probe, refs, cutoff=ALIGNED_DISTANCE)
+        aligned, centred = _alignment(
+            probe, refs, cutoff=ALIGNED_DISTANCE, centred_cutoff=CENTRED_DISTANCE
+        )
         if (aligned < ALIGNED_DISTANCE).any() or (centred < CENTRED_DISTANCE).any():
             return True
     return False
