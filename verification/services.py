@@ -7,6 +7,7 @@ Every function is keyword-only, named ``<entity>_<action>`` and atomic. Audit ro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import secrets
@@ -21,6 +22,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import CharField, Value
 from django.utils import timezone
 
 from verification import audit, engine, features, selectors
@@ -374,19 +376,39 @@ def _challenge_digits(k: int) -> list[int]:
     return out[:k]
 
 
+@functools.cache
+def _challenge_spend_sql() -> str:
+    """UPDATE ... RETURNING (Postgres, and SQLite 3.35+, which Django 6 requires): spends an
+    open challenge of a nonce and hands it back whole."""
+    quote, meta = connection.ops.quote_name, Challenge._meta
+    columns = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    used_at, nonce = (quote(meta.get_field(name).column) for name in ("used_at", "nonce"))
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {used_at} = %s "  # noqa: S608 - names from the model
+        f"WHERE {nonce} = %s AND {used_at} IS NULL RETURNING {columns}"
+    )
+
+
+def _db_datetime(value):
+    """An aware datetime as the database takes it as a raw parameter."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
 def _challenge_consume(
     *, user, challenge_id: str, session_key: str, now
 ) -> tuple[str | None, Challenge | None]:
     """Look the challenge up and spend it. Returns (reject reason or None, challenge or None).
 
-    The nonce is consumed with one conditional UPDATE (``WHERE used_at IS NULL``): of two parallel
-    requests with one nonce exactly one gets the row. A challenge presented by someone else is
-    spent too, so an intercepted nonce dies on first use.
+    The nonce is consumed with one conditional UPDATE (``WHERE used_at IS NULL``) that returns
+    the row: of two parallel requests with one nonce exactly one gets it, and an open challenge
+    costs one statement. A challenge presented by someone else is spent too, so an intercepted
+    nonce dies on first use.
     """
-    challenge = Challenge.objects.filter(nonce=challenge_id).first()
+    spent = list(Challenge.objects.raw(_challenge_spend_sql(), [_db_datetime(now), challenge_id]))
+    consumed = bool(spent)
+    challenge = spent[0] if spent else Challenge.objects.filter(nonce=challenge_id).first()
     if challenge is None:
         return Reason.UNKNOWN_CHALLENGE, None
-    consumed = Challenge.objects.filter(pk=challenge.pk, used_at__isnull=True).update(used_at=now)
     if challenge.user_id != user.pk:
         return Reason.FOREIGN_CHALLENGE, challenge
     if not consumed:
@@ -644,12 +666,17 @@ def verification_score(
         if reason is None:
             probes = [replay.fingerprint(utterance.mel_bands) for utterance in utterances]
             prepared = replay.prepare(probes)  # each as a reference: for the next ones, and later
+            held = _replay_held(user=user, digits=challenge.digit_list)
             if _replay_detected(
-                user=user, prompted=challenge.digit_list, probes=probes, prepared=prepared
+                held=held, prompted=challenge.digit_list, probes=probes, prepared=prepared
             ):
                 reason = Reason.REPLAY
             _replay_remember(
-                user=user, prompted=challenge.digit_list, probes=probes, prepared=prepared
+                user=user,
+                prompted=challenge.digit_list,
+                probes=probes,
+                prepared=prepared,
+                held=held,
             )
         if lockout is not None:
             _lockout_charge(lockout, now)
@@ -742,41 +769,68 @@ class _ReferenceCache:
 _references = _ReferenceCache(max_bytes=settings.VERIFICATION_REPLAY_CACHE_MB << 20)
 
 
-def _replay_references(*, user, digits: Sequence[int]) -> dict[int, list[replay.Reference]]:
-    """{digit: [reference]} of what the server holds of ``user`` saying ``digits``: stored
-    (enrollment and test) utterances and recent attempts' fingerprints. Two small queries when
-    all are cached; the feature blobs or fingerprints of the others are fetched once."""
-    held = {
-        "stored": EnrollmentUtterance.objects.filter(user=user, digit__in=digits),
-        "recent": ReplayFingerprint.objects.filter(user=user, digit__in=digits),
-    }
+@dataclass(frozen=True)
+class _Held:
+    """What the server holds of a user for the replay check, read in one query under the user's
+    lock: cache keys (kind, user id, row id, created_at) with their digits, of the stored
+    (enrollment and test) utterances of the prompted digits and of every recent fingerprint
+    (all digits: which of them to drop after this attempt follows from them)."""
+
+    user_id: int
+    rows: list[tuple[tuple, int]]
+
+    @property
+    def recent(self) -> list[tuple]:
+        return [key for key, _ in self.rows if key[0] == "recent"]
+
+
+def _replay_held(*, user, digits: Sequence[int]) -> _Held:
+    """:class:`_Held` for ``user`` answering a prompt of ``digits``: one query (a UNION)."""
+
+    def keyed(query, kind: str):
+        label = Value(kind, output_field=CharField())
+        return (
+            query.order_by().annotate(kind=label).values_list("kind", "id", "created_at", "digit")
+        )
+
+    stored = keyed(EnrollmentUtterance.objects.filter(user=user, digit__in=set(digits)), "stored")
+    recent = keyed(ReplayFingerprint.objects.filter(user=user), "recent")
     rows = [
-        ((kind, user.pk, pk, created_at), digit)
-        for kind, query in held.items()
-        for pk, created_at, digit in query.order_by().values_list("id", "created_at", "digit")
+        ((kind, user.pk, pk, created_at), int(digit))
+        for kind, pk, created_at, digit in stored.union(recent, all=True)
     ]
+    return _Held(user_id=user.pk, rows=rows)
+
+
+def _replay_references(held: _Held, digits: Sequence[int]) -> dict[int, list[replay.Reference]]:
+    """{digit: [reference]} of what ``held`` lists of ``digits``: from this process's cache, and
+    the feature blobs or fingerprints of the others fetched (one query per kind) and prepared
+    once."""
+    wanted = {int(d) for d in digits}
+    rows = [(key, digit) for key, digit in held.rows if digit in wanted]
     found = _references.get_many([key for key, _ in rows])
     missing = {
-        kind: [key[2] for key, _ in rows if key[0] == kind and key not in found] for kind in held
+        kind: [key[2] for key, _ in rows if key[0] == kind and key not in found]
+        for kind in ("stored", "recent")
     }
     fingerprints = {}
     if missing["stored"]:
         for row in EnrollmentUtterance.objects.filter(pk__in=missing["stored"]).only(
             "features", "frame_count", "digit", "created_at"
         ):
-            fingerprints[("stored", user.pk, row.pk, row.created_at)] = replay.fingerprint(
+            fingerprints[("stored", held.user_id, row.pk, row.created_at)] = replay.fingerprint(
                 row.to_utterance().mel_bands
             )
     if missing["recent"]:
         for pk, at, raw in ReplayFingerprint.objects.filter(pk__in=missing["recent"]).values_list(
             "id", "created_at", "fingerprint"
         ):
-            fingerprints[("recent", user.pk, pk, at)] = replay.unpack(bytes(raw))
+            fingerprints[("recent", held.user_id, pk, at)] = replay.unpack(bytes(raw))
     if fingerprints:
         fresh = dict(zip(fingerprints, replay.prepare(list(fingerprints.values())), strict=True))
         _references.put_many(fresh)
         found.update(fresh)
-    out: dict[int, list[replay.Reference]] = {int(d): [] for d in digits}
+    out: dict[int, list[replay.Reference]] = {d: [] for d in wanted}
     for key, digit in rows:
         if key in found:  # a row deleted between the queries no longer counts
             out[digit].append(found[key])
@@ -785,15 +839,15 @@ def _replay_references(*, user, digits: Sequence[int]) -> dict[int, list[replay.
 
 def _replay_detected(
     *,
-    user,
+    held: _Held,
     prompted: Sequence[int],
     probes: Sequence[np.ndarray],
     prepared: Sequence[replay.Reference],
 ) -> bool:
     """Whether any utterance (its fingerprint in ``probes``, prepared as a reference in
-    ``prepared``) is a near-copy of one the server holds of ``user`` saying its prompted digit:
-    a stored enrollment or test utterance, or a recent attempt."""
-    references = _replay_references(user=user, digits=sorted({int(d) for d in prompted}))
+    ``prepared``) is a near-copy of one the server holds of the user saying its prompted digit
+    (``held``): a stored enrollment or test utterance, or a recent attempt."""
+    references = _replay_references(held, prompted)
     # Copies inside one attempt count too: one recording must not answer two prompts.
     return replay.any_replay(
         probes, [[*references[int(digit)], *prepared[:i]] for i, digit in enumerate(prompted)]
@@ -806,9 +860,11 @@ def _replay_remember(
     prompted: Sequence[int],
     probes: Sequence[np.ndarray],
     prepared: Sequence[replay.Reference],
+    held: _Held,
 ) -> None:
     """Keep the fingerprints of a scored attempt, and their prepared references in this process;
-    drop the oldest beyond the per-user cap (one INSERT and one DELETE)."""
+    drop the oldest of the user's (``held.recent``) beyond the per-user cap: one INSERT, and a
+    DELETE by id once the cap is reached."""
     rows = ReplayFingerprint.objects.bulk_create(
         ReplayFingerprint(user=user, digit=digit, fingerprint=replay.pack(fp))
         for digit, fp in zip(prompted, probes, strict=True)
@@ -822,14 +878,18 @@ def _replay_remember(
             if row.pk is not None
         }
     )
-    # One statement, on every attempt: the ORM's delete() (collector, signals) cost 4x as much,
-    # and nothing depends on these rows.
+    # The new rows are the newest; of the others, the oldest go (held under the user's lock,
+    # so the list is whole). One statement: the ORM's delete() (collector, signals) cost 4x as
+    # much, and nothing depends on these rows.
+    excess = len(held.recent) + len(rows) - REPLAY_RECENT_FINGERPRINTS
+    if excess <= 0:
+        return
+    oldest = sorted(held.recent, key=lambda key: (key[3], key[2]))[:excess]
     table = connection.ops.quote_name(ReplayFingerprint._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(  # the table name is the model's; every value is a parameter
-            f"DELETE FROM {table} WHERE user_id = %s AND id NOT IN (SELECT id FROM {table} "  # noqa: S608
-            "WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT %s)",
-            [user.pk, user.pk, REPLAY_RECENT_FINGERPRINTS],
+            f"DELETE FROM {table} WHERE id IN ({', '.join(['%s'] * len(oldest))})",  # noqa: S608
+            [key[2] for key in oldest],
         )
 
 

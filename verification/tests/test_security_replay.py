@@ -590,6 +590,9 @@ def test_only_the_newest_fingerprints_are_kept(enrolled_alice, corpus, monkeypat
     newest_attempt_digits = sorted(int(d) for d in DIGITS)
     newest = sorted(kept.order_by("-id").values_list("digit", flat=True)[:5])
     assert newest == newest_attempt_digits
+    # Exactly the 7 newest of the 15 stored (one sequence): 2 of the second attempt stay.
+    ids = sorted(kept.values_list("id", flat=True))
+    assert ids == list(range(ids[-1] - 6, ids[-1] + 1))
 
 
 def test_deleting_the_voiceprint_drops_what_this_process_prepared_from_it(
