@@ -20,8 +20,9 @@ FRR increase (flagged trials the engine would otherwise have accepted, in points
 of replay attacks caught: previous genuine attempts resent bit-exact; with 1, 3 or 10 %
 multiplicative or 1 % additive noise; shifted by 3 frames; each frame attenuated by 0-10 dB;
 20 % of frames dropped or repeated; each mel band attenuated by 0-3 or 0-10 dB; frames and bands
-by 0-6 dB each; and band gains with 3 % noise (the blind spots of the changes and of the plain
-alignment at once, which the centred alignment covers). With each,
+by 0-6 dB each; and band gains, frame gains, or both, with 3 % noise (the blind spots of the
+changes and of the plain alignment at once: the centred alignment cancels gains per band or per
+frame, not both). With each,
 the distribution behind ``CHANGE_DISTANCE`` (each genuine utterance's change distance to its
 nearest reference, and each replayed one's) and how many replayed attempts the engine would
 accept and how many of those get past the replay check (what an attacker gains).
@@ -85,6 +86,13 @@ def _attacks(utt: Utterance, rng: np.random.Generator) -> dict[str, Utterance]:
         ),
         "frame gains 0..-10 dB and noise 3%": Utterance(
             gains(rng.uniform(-1, 0, size=(n, 1))).mel_bands
+            * (1 + 0.03 * rng.standard_normal(mel.shape)),
+            utt.rms,
+            None,
+        ),
+        # Gains per frame and per band together, with noise: neither centring cancels both.
+        "frame and band gains 0..-6 dB and noise 3%": Utterance(
+            gains(rng.uniform(-0.6, 0, size=(n, 1)) + rng.uniform(-0.6, 0, size=(1, 40))).mel_bands
             * (1 + 0.03 * rng.standard_normal(mel.shape)),
             utt.rms,
             None,
