@@ -369,6 +369,12 @@ def test_centred_distances_equal_the_definition(corpus):
             got, replay.centred_distances(probe, replay.prepare(fingerprints))
         )
         compared += int(np.isfinite(got).sum())
+        # With a cutoff, what is below it is exact and nothing else is reported below it.
+        for cutoff in (0.1, replay.CENTRED_DISTANCE, 0.5):
+            cut = replay.centred_distances(probe, fingerprints, cutoff=cutoff)
+            below = got < cutoff
+            np.testing.assert_array_equal(cut[below], got[below])
+            assert (cut[~below] >= cutoff).all()
     assert compared > 100
 
 
