@@ -36,9 +36,10 @@ profiles (each frame's levels summed) fit best are measured: a copy's own lag is
 Below ``ALIGNED_DISTANCE``, it is a copy. It misses what the changes catch (gains per frame or
 per band, frames dropped or repeated), and the changes miss copies with a few percent of noise,
 which it catches. :func:`centred_distances` covers a copy with gains and noise at once: each
-band's median difference (at the best-fitting lag), or each frame's (at the best two), is
-removed before the spread is taken, so a gain per band, or per frame, cancels. Fresh takes come
-closer in it too, so below the stricter ``CENTRED_DISTANCE`` it is a copy.
+band's median difference (at the best-fitting lag), or each frame's (at the best two), or on a
+long enough alignment both, are removed before the spread is taken, so a gain per band, per
+frame, or both, cancels. Fresh takes come closer in it too, so below the stricter
+``CENTRED_DISTANCE`` it is a copy.
 
 ``bench/replay_cost.py`` measures both on the development corpora, with the service's
 protocol: what genuine users lose (takes flagged as copies), and which replayed attempts the
@@ -97,15 +98,20 @@ MIN_ACTIVE_CELLS = 20
 ALIGNED_DISTANCE = 0.2
 # The centred alignment (centred_distances): the alignment with each band's median difference
 # removed first, which cancels a gain per band (the alignment's blind spot), or each frame's,
-# which cancels a gain per frame. Either brings fresh takes closer, hence the stricter threshold
-# (spreads come in steps of 1/64): on fsdd, 6 of 3000 recordings have another of the same
-# speaker and digit at 0.125 (4) or 0.141 (2) by band, none closer; copies with band gains and
-# 3 % noise lie mostly at 0.0625, 99 % at 0.125 or below. A band is centred on at least
-# MIN_BAND_CELLS active cells, a frame on MIN_FRAME_CELLS, else left out. By band, the best-
-# fitting lag is measured; by frame, the first CENTRED_LAGS: gains per frame move the frame
-# profiles, and a copy's own lag came second for 3 of 10 fsdd copies with frame gains and noise.
+# which cancels a gain per frame, or, with MIN_POLISHED_FRAMES frames to go on, both (polished).
+# Each brings fresh takes closer, hence the stricter threshold (spreads come in steps of 1/64):
+# on fsdd, 6 of 3000 recordings have another of the same speaker and digit at 0.125 (4) or
+# 0.141 (2) by band, none closer; copies with band gains and 3 % noise lie mostly at 0.0625, 99 %
+# at 0.125 or below. A band is centred on at least MIN_BAND_CELLS active cells, a frame on
+# MIN_FRAME_CELLS, else left out. By band, the best-fitting lag is measured; by frame, the first
+# CENTRED_LAGS: gains per frame move the frame profiles, and a copy's own lag came second for 3
+# of 10 fsdd copies with frame gains and noise. Polishing both on fewer frames brought fresh
+# takes of short digits to 0.0625 (12 of 1000 fsdd genuine trials flagged); on 30 or more it
+# still brings some one step closer (fsdd george's 4 to 0.125), so it counts POLISH_MARGIN more.
 MIN_BAND_CELLS = 4
 MIN_FRAME_CELLS = 4
+MIN_POLISHED_FRAMES = 30
+POLISH_MARGIN = 1 / 64
 CENTRED_LAGS = 2
 CENTRED_DISTANCE = 0.13
 
@@ -401,7 +407,7 @@ def _spread_ranks(
         last = np.clip((centre2 + t) // 2 + top + 1, 0, n_bins)  # floor((c2 + t) / 2)
         return counts[rows, last] - counts[rows, first]
 
-    if upper <= 32:
+    if upper <= 64:
         table = within(np.arange(max(upper, 0))[None, :])
         return [(table <= rank[:, None]).sum(axis=1) for rank in ranks]
     out = []
@@ -442,13 +448,15 @@ def centred_distances(
     max_lag: int = MAX_LAG,
     cutoff: float | None = None,
 ) -> np.ndarray:
-    """The alignment with a gain per band or a gain per frame cancelled, from ``probe`` to each
-    of ``references`` -> (n_references,) float64 (inf: not comparable): the smaller of two
-    robust spreads. By band, at each reference's best-fitting lag (the first of its candidate
-    lags), each band's median difference over its active cells is removed first, bands with
-    fewer than MIN_BAND_CELLS active cells left out; by frame, at its first CENTRED_LAGS
-    candidate lags, each frame's, frames with fewer than MIN_FRAME_CELLS left out. ``cutoff``
-    as for :func:`aligned_distances`."""
+    """The alignment with a gain per band, per frame, or both cancelled, from ``probe`` to each
+    of ``references`` -> (n_references,) float64 (inf: not comparable): the smallest robust
+    spread. By band, at each reference's best-fitting lag (the first of its candidate lags),
+    each band's median difference over its active cells is removed first, bands with fewer than
+    MIN_BAND_CELLS active cells left out; by frame, at its first CENTRED_LAGS candidate lags,
+    each frame's, frames with fewer than MIN_FRAME_CELLS left out. Where MIN_POLISHED_FRAMES
+    frames keep MIN_FRAME_CELLS cells in those bands, the frame measure is polished: over those
+    cells, each band's median, then each frame's (counted POLISH_MARGIN further). ``cutoff`` as
+    for :func:`aligned_distances`."""
     return _alignment(probe, references, max_lag, centred_cutoff=cutoff)[1]
 
 
@@ -649,32 +657,44 @@ def _centred_spread(
     frame (the others: a gain per frame cancels) is removed, over the bands with
     MIN_BAND_CELLS active cells at least, or the frames with MIN_FRAME_CELLS -> (n_rows,)
     natural-log units (inf: fewer than MIN_ACTIVE_CELLS, or not below ``cutoff``, when one is
-    given).
+    given). A frame row with MIN_POLISHED_FRAMES such frames in such bands is *polished*: over
+    those cells, each band's median is removed, then each frame's, and both gains cancel.
 
     In int16, exact: the differences are doubled before a median is taken off (twice a median
     of integers is an integer); numpy sorts the short rows of int16 fast."""
     n, bands = y.shape
     n_rows = len(facing)
-    active = active.reshape(n_rows, n, bands).copy()
-    # Coarse levels lie in 0..147 (the padding at -1): |d| <= 148, |2 d - 2 median| <= 592.
+    active = active.reshape(n_rows, n, bands)
+    # Coarse levels lie in 0..147 (the padding at -1): |d| <= 148, and 4 x d less two medians
+    # stays within 2 x (2 x 296) x 2.
     d = np.subtract(facing, y.reshape(-1), dtype=np.int16).reshape(n_rows, n, bands)
-    band, frame = slice(None, n_band), slice(n_band, None)
-    active[band] &= (active[band].sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
-    active[frame] &= (active[frame].sum(axis=2) >= MIN_FRAME_CELLS)[:, :, None]
-    centred = 2 * d  # half levels, less each band's or frame's median below
-    by_band = _masked_median2(np.moveaxis(d[band], 1, 2), np.moveaxis(active[band], 1, 2))
-    centred[band] -= by_band[:, None, :]
-    centred[frame] -= _masked_median2(d[frame], active[frame])[:, :, None]
-    centred, active = centred.reshape(n_rows, n * bands), active.reshape(n_rows, n * bands)
+    banded = active & (active.sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
+    framed = banded.sum(axis=2) >= MIN_FRAME_CELLS
+    polished = framed.sum(axis=1) >= MIN_POLISHED_FRAMES
+    polished[:n_band] = False
+    frame = slice(n_band, None)
+    plain = active[frame] & (active[frame].sum(axis=2) >= MIN_FRAME_CELLS)[:, :, None]
+    active = banded  # by band; by frame, the frames with MIN_FRAME_CELLS (banded if polished)
+    active[frame] = np.where(
+        polished[frame, None, None], banded[frame] & framed[frame, :, None], plain
+    )
+    by_band = _masked_median2(np.moveaxis(d, 1, 2), np.moveaxis(active, 1, 2))
+    by_band[frame][~polished[frame]] = 0  # not polished: no band step
+    halves = 2 * d - by_band[:, None, :]
+    quarters = 2 * halves
+    quarters[frame] -= _masked_median2(halves[frame], active[frame])[:, :, None]
+    quarters, active = quarters.reshape(n_rows, n * bands), active.reshape(n_rows, n * bands)
     counts = active.sum(axis=1)
     usable = counts >= MIN_ACTIVE_CELLS
     spread = np.full(n_rows, np.inf)
     if usable.any():
-        centred, active = centred[usable], active[usable]
-        top = int(np.max(np.abs(centred), where=active, initial=0))
+        quarters, active = quarters[usable], active[usable]
+        top = int(np.max(np.abs(quarters), where=active, initial=0))
         spread[usable] = _robust_spread(
-            centred, active, counts[usable], top, 2 * LEVELS_PER_LN, cutoff
+            quarters, active, counts[usable], top, 4 * LEVELS_PER_LN, cutoff
         )
+    # Polishing removes more, so fresh takes come closer: it counts POLISH_MARGIN further.
+    spread[polished] += POLISH_MARGIN
     return spread
 
 
