@@ -389,11 +389,6 @@ def _challenge_spend_sql() -> str:
     )
 
 
-def _db_datetime(value):
-    """An aware datetime as the database takes it as a raw parameter."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
 def _challenge_consume(
     *, user, challenge_id: str, session_key: str, now
 ) -> tuple[str | None, Challenge | None]:
@@ -404,7 +399,8 @@ def _challenge_consume(
     costs one statement. A challenge presented by someone else is spent too, so an intercepted
     nonce dies on first use.
     """
-    spent = list(Challenge.objects.raw(_challenge_spend_sql(), [_db_datetime(now), challenge_id]))
+    at = connection.ops.adapt_datetimefield_value(now)  # as the database takes a raw parameter
+    spent = list(Challenge.objects.raw(_challenge_spend_sql(), [at, challenge_id]))
     consumed = bool(spent)
     challenge = spent[0] if spent else Challenge.objects.filter(nonce=challenge_id).first()
     if challenge is None:

@@ -587,28 +587,26 @@ def _block_distances(
     # Active: a reference level above _ACTIVE_INT, or any real one (not the padding, which lies
     # below every level) facing a probe level above it. One comparison with a per-cell limit.
     active = facing > _active_limit(y)
+    # Coarse levels lie in 0..147 (the padding at -1), so the differences fit int16 many times.
+    d = np.subtract(facing, y.reshape(-1), dtype=np.int16)
+
+    def leading(k: int) -> np.ndarray:  # each reference's first k candidate rows, comparable
+        lead = (np.arange(n_refs)[:, None] * n_lags + best[:, :k]).ravel()
+        return np.unique(lead[comparable.ravel()[lead]])  # among ``rows``
+
     # Centred: by band at each reference's best lag, by frame at its first CENTRED_LAGS (gains
-    # per frame move the profiles: a copy's own lag may come second); where comparable (those
-    # rows are among the rows), the smallest.
-    by_band, by_frame = (
-        np.unique(lead[comparable.ravel()[lead]])
-        for lead in (
-            (np.arange(n_refs)[:, None] * n_lags + best[:, :lags]).ravel()
-            for lags in (1, CENTRED_LAGS)
-        )
-    )
-    lead = np.concatenate([by_band, by_frame])
+    # per frame move the profiles: a copy's own lag may come second); the smallest.
+    by_band = leading(1)
+    lead = np.concatenate([by_band, leading(CENTRED_LAGS)])
     at = np.searchsorted(rows, lead)
-    found = _centred_spread(facing[at], active[at], y, len(by_band), cutoffs[1])
+    found = _centred_spread(d[at], active[at], y.shape, len(by_band), cutoffs[1])
     np.minimum.at(centred, lead // n_lags, found)
     counts = active.view(np.uint8).sum(axis=1, dtype=np.int32)
     usable = counts >= MIN_ACTIVE_CELLS
     if usable.any():
         spread = np.full(n_refs * n_lags, np.inf)
-        top = max(int(padded.max()), int(y.max()), 0)  # every level is within 0..top
-        d = np.subtract(facing[usable], y.reshape(-1), dtype=np.int16)
         spread[rows[usable]] = _robust_spread(
-            d, active[usable], counts[usable], top, LEVELS_PER_LN, cutoffs[0]
+            d[usable], active[usable], counts[usable], LEVELS_PER_LN, cutoffs[0]
         )
         aligned = spread.reshape(n_refs, n_lags).min(axis=1)
     return aligned, centred
@@ -618,15 +616,14 @@ def _robust_spread(
     values: np.ndarray,
     active: np.ndarray,
     counts: np.ndarray,
-    top: int,
     per_ln: float,
     cutoff: float | None,
 ) -> np.ndarray:
     """The robust spread (median absolute deviation from the median) of each row's active
-    ``values`` (int16, within -top..top there, ``per_ln`` to a natural-log unit; ``counts``
-    of them, at least 1) -> (n_rows,) natural-log units (inf: not below ``cutoff``, when one is
-    given)."""
+    ``values`` (int16, ``per_ln`` to a natural-log unit; ``counts`` of them, at least 1) ->
+    (n_rows,) natural-log units (inf: not below ``cutoff``, when one is given)."""
     n_rows = len(values)
+    top = int(np.max(np.abs(values), where=active, initial=0))
     # Each row's histogram of its active values: the medians below are read off cumulative
     # counts, exact for integers, without sorting. Row r's bins hold v = -top..top.
     n_bins = 2 * top + 1
@@ -650,9 +647,14 @@ def _robust_spread(
 
 
 def _centred_spread(
-    facing: np.ndarray, active: np.ndarray, y: np.ndarray, n_band: int, cutoff: float | None
+    d: np.ndarray,
+    active: np.ndarray,
+    shape: tuple[int, int],
+    n_band: int,
+    cutoff: float | None,
 ) -> np.ndarray:
-    """The robust spread of each row's active differences from the probe after the median
+    """The robust spread of each row's active differences ``d`` (int16, the probe's cells of
+    frames x bands ``shape`` in each row) after the median
     difference of each band (the first ``n_band`` rows: a gain per band cancels) or of each
     frame (the others: a gain per frame cancels) is removed, over the bands with
     MIN_BAND_CELLS active cells at least, or the frames with MIN_FRAME_CELLS -> (n_rows,)
@@ -662,12 +664,12 @@ def _centred_spread(
 
     In int16, exact: the differences are doubled before a median is taken off (twice a median
     of integers is an integer); numpy sorts the short rows of int16 fast."""
-    n, bands = y.shape
-    n_rows = len(facing)
+    n, bands = shape
+    n_rows = len(d)
     active = active.reshape(n_rows, n, bands)
-    # Coarse levels lie in 0..147 (the padding at -1): |d| <= 148, and 4 x d less two medians
-    # stays within 2 x (2 x 296) x 2.
-    d = np.subtract(facing, y.reshape(-1), dtype=np.int16).reshape(n_rows, n, bands)
+    # |d| <= 148 (levels 0..147, the padding at -1): 4 x d less two medians stays within
+    # 2 x (2 x 296) x 2.
+    d = d.reshape(n_rows, n, bands)
     banded = active & (active.sum(axis=1) >= MIN_BAND_CELLS)[:, None, :]
     framed = banded.sum(axis=2) >= MIN_FRAME_CELLS
     polished = framed.sum(axis=1) >= MIN_POLISHED_FRAMES
@@ -688,10 +690,8 @@ def _centred_spread(
     usable = counts >= MIN_ACTIVE_CELLS
     spread = np.full(n_rows, np.inf)
     if usable.any():
-        quarters, active = quarters[usable], active[usable]
-        top = int(np.max(np.abs(quarters), where=active, initial=0))
         spread[usable] = _robust_spread(
-            quarters, active, counts[usable], top, 4 * LEVELS_PER_LN, cutoff
+            quarters[usable], active[usable], counts[usable], 4 * LEVELS_PER_LN, cutoff
         )
     # Polishing removes more, so fresh takes come closer: it counts POLISH_MARGIN further.
     spread[polished] += POLISH_MARGIN

@@ -45,6 +45,9 @@ def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
     rms = utt.rms.astype(np.float64)
     kind, _, amount = how.partition(":")
     k = int(amount) if amount else 0
+    # "<kind>+noise": that alteration, then 3 % noise (the changes' blind spot) on top.
+    noisy = kind.endswith("+noise")
+    kind = kind.removesuffix("+noise")
     n = len(mel)
     if kind == "noise":  # 1 % (or k %) multiplicative Gaussian noise on every value
         sigma = (k or 1) / 100
@@ -62,16 +65,6 @@ def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
         mel = _gains(mel, rng.uniform(0, k, size=(n, 1)))
     elif kind == "bandgain":  # each mel band attenuated by 0..k dB (mean normalisation removes it)
         mel = _gains(mel, rng.uniform(0, k, size=(1, mel.shape[1])))
-    elif kind == "bandgain+noise":  # bands attenuated by 0..k dB, then 3 % noise: the changes
-        # and the alignment each see through one of them only
-        mel = _gains(mel, rng.uniform(0, k, size=(1, mel.shape[1])))
-        mel = mel * (1 + 0.03 * rng.standard_normal(mel.shape))
-    elif kind == "framegain+noise":  # frames attenuated by 0..k dB, then 3 % noise
-        mel = _gains(mel, rng.uniform(0, k, size=(n, 1)))
-        mel = mel * (1 + 0.03 * rng.standard_normal(mel.shape))
-    elif kind == "tilt+noise":  # frames and bands attenuated by 0..k dB each, then 3 % noise
-        mel = _gains(mel, rng.uniform(0, k, size=(n, 1)) + rng.uniform(0, k, size=(1, 40)))
-        mel = mel * (1 + 0.03 * rng.standard_normal(mel.shape))
     elif kind == "tilt":  # each frame and each band attenuated by 0..k dB
         mel = _gains(mel, rng.uniform(0, k, size=(n, 1)) + rng.uniform(0, k, size=(1, 40)))
     elif kind == "drop":  # k % of the frames dropped here and there
@@ -82,6 +75,8 @@ def _tamper(utt: Utterance, how: str, rng: np.random.Generator) -> Utterance:
         mel, rms = mel[index], rms[index]
     elif kind != "exact":
         raise ValueError(how)
+    if noisy:
+        mel = mel * (1 + 0.03 * rng.standard_normal(mel.shape))
     return Utterance(mel_bands=mel, rms=rms, digit=None)
 
 
