@@ -8,7 +8,6 @@ like the v1 endpoints.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 
 import numpy as np
@@ -28,6 +27,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import consent
+from speakerauth.client_ip import client_ip
 from verification import selectors, services
 from verification.exceptions import ConsentRequired, InputError, MalformedBody, RequestTooLarge
 from verification.features import FeatureError
@@ -130,22 +130,6 @@ class StrictJSONParser(BaseParser):
 # Shared request handling (v1 viewsets and legacy root views)
 
 
-def _client_ip(request: Request) -> str | None:
-    """The client address: REMOTE_ADDR, or the VERIFICATION_PROXY_COUNT-th X-Forwarded-For entry
-    from the right behind that many trusted proxies (Heroku's router: 1)."""
-    candidate = request.META.get("REMOTE_ADDR", "")
-    proxies = settings.VERIFICATION_PROXY_COUNT
-    if proxies:
-        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        hops = [h for h in hops if h]
-        if len(hops) >= proxies:
-            candidate = hops[-proxies]
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return None
-
-
 def _session_key(request: Request) -> str:
     """The browser session, when (and only when) the request was session-authenticated."""
     if isinstance(request.successful_authenticator, SessionAuthentication):
@@ -155,7 +139,7 @@ def _session_key(request: Request) -> str:
 
 def client_info(request: Request) -> services.ClientInfo:
     return services.ClientInfo(
-        ip=_client_ip(request),
+        ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
         session_key=_session_key(request),
     )
