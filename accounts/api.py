@@ -1,13 +1,16 @@
 """Account endpoints of the API: token issue, the caller's identity, voice consent."""
 
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import consent, export
+from accounts.lockout import django_request
 from accounts.models import User
 from verification.serializers import ErrorSerializer
 
@@ -16,6 +19,10 @@ BAD_CREDENTIALS = OpenApiResponse(
     ErrorSerializer, description="Missing or wrong username/password (`field` names which)."
 )
 NOT_AUTHENTICATED = OpenApiResponse(ErrorSerializer, description="Not authenticated.")
+LOCKED_OUT = OpenApiResponse(
+    ErrorSerializer,
+    description="Too many failed sign-ins (`code` `login_locked_out`); wait `Retry-After` seconds.",
+)
 
 
 class MeSerializer(serializers.ModelSerializer):
@@ -32,9 +39,19 @@ class TokenResponseSerializer(serializers.Serializer):
 class TokenView(ObtainAuthToken):
     """Exchange a username and password for an API token (send it as `Authorization: Token …`)."""
 
-    @extend_schema(responses={200: TokenResponseSerializer, 400: BAD_CREDENTIALS})
+    @extend_schema(responses={200: TokenResponseSerializer, 400: BAD_CREDENTIALS, 429: LOCKED_OUT})
     def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = serializer.validated_data["user"]
+        token, _ = Token.objects.get_or_create(user=user)
+        # Issuing a token is a sign-in: last_login moves and the lockout's failure count clears.
+        user_logged_in.send(sender=type(user), request=django_request(request), user=user)
+        return Response({"token": token.key})
+
+    def get_serializer_context(self):
+        # The password check must see the Django request, for the lockout (accounts.lockout).
+        return {**super().get_serializer_context(), "request": django_request(self.request)}
 
 
 @extend_schema(responses={200: MeSerializer, 401: NOT_AUTHENTICATED})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from axes.models import AccessAttempt
 from django.utils import timezone
 
 from accounts.models import VoiceConsent
@@ -68,7 +69,8 @@ def _attempt(row: VerificationAttempt) -> dict[str, Any]:
 def personal_data_export(*, user) -> dict[str, Any]:
     """All records of ``user``: account, consents, enrollment utterances (metadata and
     features), speaker model metadata, challenges, attempts, lockout state, replay
-    fingerprints, audit events about them and staff labels of their attempts."""
+    fingerprints, audit events about them, staff labels of their attempts, and failed sign-ins
+    with their username that the password lockout still counts."""
     speaker = SpeakerModel.objects.defer("blob").select_related("background_model")
     speaker = speaker.filter(user=user).first()
     lockout = VerificationLockout.objects.filter(user=user).first()
@@ -145,6 +147,15 @@ def personal_data_export(*, user) -> dict[str, Any]:
                 "details": e.details,
             }
             for e in AuditEvent.objects.filter(user=user).order_by("created_at", "id")
+        ],
+        "failed_sign_ins": [
+            {
+                "ip_address": a.ip_address,
+                "user_agent": a.user_agent,
+                "failures": a.failures_since_start,
+                "last_at": _iso(a.attempt_time),
+            }
+            for a in AccessAttempt.objects.filter(username=user.username).order_by("id")
         ],
         "attempt_labels": [
             {

@@ -6,6 +6,7 @@ ImproperlyConfigured instead of starting an insecure server.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -73,6 +74,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "accounts",
     "verification",
 ]
@@ -89,6 +91,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last: turns a sign-in refused by the password lockout into accounts.lockout's 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "speakerauth.urls"
@@ -128,6 +132,38 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing (django-axes, accounts/lockout.py): after ACCOUNTS_LOGIN_FAILURES failed
+# sign-ins (forms, token endpoint, HTTP Basic) by the same ACCOUNTS_LOGIN_LOCKOUT_BY key, that
+# key is refused with 429 for ACCOUNTS_LOGIN_COOLOFF_MINUTES, restarted by every try meanwhile; a
+# success clears the count. The default key, username and client address together, stops one
+# client guessing an account without letting anyone lock its owner out; "username" also stops
+# guessing spread over many addresses, at that price. ACCOUNTS_LOGIN_FAILURES=0: off.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out key unchecked
+    "django.contrib.auth.backends.ModelBackend",
+]
+_LOGIN_LOCKOUT_KEYS = {
+    "username_and_ip": [["username", "ip_address"]],
+    "username": ["username"],
+    "ip": ["ip_address"],
+    "username_or_ip": ["username", "ip_address"],
+}
+_login_lockout_by = env_str("ACCOUNTS_LOGIN_LOCKOUT_BY", "username_and_ip")
+if _login_lockout_by not in _LOGIN_LOCKOUT_KEYS:
+    raise ImproperlyConfigured(
+        f"ACCOUNTS_LOGIN_LOCKOUT_BY must be one of {sorted(_LOGIN_LOCKOUT_KEYS)}, "
+        f"got {_login_lockout_by!r}"
+    )
+AXES_LOCKOUT_PARAMETERS = _LOGIN_LOCKOUT_KEYS[_login_lockout_by]
+AXES_FAILURE_LIMIT = env_int("ACCOUNTS_LOGIN_FAILURES", 10)
+AXES_ENABLED = AXES_FAILURE_LIMIT > 0
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ACCOUNTS_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "speakerauth.client_ip.client_ip"  # as the audit log sees it
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_HANDLER = "accounts.lockout.LockoutHandler"  # keeps no request parameters
+# Failed sign-ins are kept only while they count; no log of successful ones (not in the export).
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -259,7 +295,11 @@ LOGGING = {
     # SQL debug logging would print feature bytes: binary values are redacted (DESIGN §6).
     "filters": {"redact_binary_sql": {"()": "speakerauth.logfilters.RedactBinarySQL"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django.db.backends": {"filters": ["redact_binary_sql"]}},
+    "loggers": {
+        "django.db.backends": {"filters": ["redact_binary_sql"]},
+        # Lockouts are warnings; each failed sign-in (info) would be noise.
+        "axes": {"level": "WARNING"},
+    },
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
 }
 

@@ -6,13 +6,14 @@ here too. Token or HTTP Basic authentication only: no session, hence no CSRF exp
 """
 
 from drf_spectacular.utils import extend_schema
-from rest_framework.authentication import BasicAuthentication, TokenAuthentication
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from accounts.lockout import PasswordBasicAuthentication
 from verification import api
 
 
@@ -23,7 +24,7 @@ class CurlFormJSONParser(api.StrictJSONParser):
 
 
 class _LegacyView(APIView):
-    authentication_classes = [TokenAuthentication, BasicAuthentication]
+    authentication_classes = [TokenAuthentication, PasswordBasicAuthentication]
     permission_classes = [IsAuthenticated]
     parser_classes = [api.StrictJSONParser, CurlFormJSONParser]
     throttle_classes = [ScopedRateThrottle]

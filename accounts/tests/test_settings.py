@@ -87,3 +87,36 @@ def _database_engine(url: str | None) -> str:
 )
 def test_database_url_selects_the_engine(url, engine):
     assert _database_engine(url) == engine
+
+
+def _settings_value(expression: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ACCOUNTS_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", f"import speakerauth.settings as s; print(repr(({expression})))"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_login_lockout_defaults_and_switch():
+    expression = (
+        "s.AXES_ENABLED, s.AXES_FAILURE_LIMIT, s.AXES_LOCKOUT_PARAMETERS, s.AXES_COOLOFF_TIME"
+    )
+    assert _settings_value(expression) == (
+        "(True, 10, [['username', 'ip_address']], datetime.timedelta(seconds=900))"
+    )
+    assert _settings_value("s.AXES_ENABLED", ACCOUNTS_LOGIN_FAILURES="0") == "False"
+    assert _settings_value("s.AXES_LOCKOUT_PARAMETERS", ACCOUNTS_LOGIN_LOCKOUT_BY="username") == (
+        "['username']"
+    )
+
+
+def test_login_lockout_key_must_be_known():
+    result = _import_settings(ACCOUNTS_LOGIN_LOCKOUT_BY="everyone")
+    assert result.returncode != 0
+    assert "ACCOUNTS_LOGIN_LOCKOUT_BY must be one of" in result.stderr

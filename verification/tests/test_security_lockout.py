@@ -227,7 +227,8 @@ def test_password_login_works_while_the_voice_factor_is_disabled(
 def test_password_login_works_while_locked_out(enrolled_alice, corpus, client):
     _wrong(enrolled_alice, corpus, 5)
     assert _lockout(enrolled_alice).locked_until > timezone.now()
-    assert client.login(username="alice", password=PASSWORD)
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302
     assert client.get(reverse("profile")).status_code == 200
 
 
