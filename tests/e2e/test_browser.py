@@ -502,6 +502,29 @@ def test_locked_account_is_told_for_how_long_and_retry_waits(
     assert re.fullmatch(r"Try again in \d+ s", retry.inner_text())
 
 
+def test_password_guessing_is_paused_with_a_page(browser_page, consenting_user, settings):
+    settings.AXES_FAILURE_LIMIT = 3
+    page = browser_page
+
+    def sign_in(password: str):
+        page.goto("/accounts/login/")
+        page.get_by_label("Username").fill(consenting_user.username)
+        page.get_by_label("Password").fill(password)
+        with page.expect_response(re.compile(r"/accounts/login/$")) as answer:
+            page.get_by_role("button", name="Log in").click()
+        return answer.value
+
+    assert [sign_in("wrong").status for _ in range(2)] == [200, 200]
+    assert sign_in("wrong").status == 429
+    paused = sign_in(PASSWORD)  # the right password waits too
+    assert paused.status == 429
+    assert paused.headers["retry-after"] == "900"
+    assert page.get_by_role("heading").inner_text() == "Sign-in paused"
+    assert "Try again in 15 minutes" in page.get_by_role("alert").inner_text()
+    page.goto("/accounts/profile/")
+    assert "/accounts/login/" in page.url  # still signed out
+
+
 def test_account_page_exports_my_data_and_deletes_my_voiceprint(browser_page, enrolled_user):
     page = browser_page
     login(page, enrolled_user.username)

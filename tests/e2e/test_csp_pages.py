@@ -39,6 +39,7 @@ PAGES = [
     ("/admin/", "#content"),
     ("/admin/verification/verificationattempt/", "#result_list, #changelist"),
     ("/admin/verification/verificationattempt/dashboard/", "canvas"),
+    ("/admin/axes/accessattempt/", "#changelist"),
 ]
 
 
