@@ -8,10 +8,11 @@ throwaway Postgres database (``speakerauth_smoke``) created first and dropped la
 simulated the way the Heroku router does it: every request carries ``X-Forwarded-Proto: https``
 (``DJANGO_SECURE_SSL_REDIRECT`` stays on, and a plain request must be redirected).
 
-Flow: sign up on the page -> API token -> enroll a real FSDD speaker from the corpus
-(``SPEAKERAUTH_CORPUS_DIR``, default ``../shared/data``) -> challenge -> score held-out recordings
-of the same speaker (accept) -> the attempt is in the audit log -> static files (our CSS and JS,
-Meyda from npm) are served compressed with far-future, immutable cache headers.
+Flow: liveness and readiness probes -> sign up on the page -> API token -> enroll a real FSDD
+speaker from the corpus (``SPEAKERAUTH_CORPUS_DIR``, default ``../shared/data``) -> challenge ->
+score held-out recordings of the same speaker (accept) -> the attempt is in the audit log ->
+static files (our CSS and JS, Meyda from npm) are served compressed with far-future, immutable
+cache headers.
 
 Prints one line per check; exits 1 on any failure and always stops gunicorn.
 """
@@ -94,6 +95,23 @@ def check_https_posture(base_url: str, checks: Checks) -> None:
         "max-age=31536000" in response.headers.get("strict-transport-security", ""),
         "HSTS header on HTTPS responses",
         response.headers.get("strict-transport-security", "missing"),
+    )
+
+
+def check_probes(base_url: str, checks: Checks) -> None:
+    """/healthz and /readyz as a platform's probe sends them: plain HTTP, addressed to the
+    machine's own address rather than to a name in DJANGO_ALLOWED_HOSTS."""
+    probe = Http(base_url, forwarded_https=False)
+    machine = {"Host": "10.0.0.7:8000"}
+    response = probe.get("/healthz", headers=machine)
+    checks.check(
+        response.status == 200, "GET /healthz (plain HTTP, any Host) -> 200", _short(response.body)
+    )
+    response = probe.get("/readyz", headers=machine)
+    checks.check(
+        response.status == 200 and response.json().get("status") == "ready",
+        "GET /readyz -> 200 ready (database, migrations, background model)",
+        _short(response.body),
     )
 
 
@@ -257,6 +275,7 @@ def check_module_references(http: Http, manifest: dict[str, str], checks: Checks
 def run(base_url: str, checks: Checks) -> None:
     log("checks:")
     check_https_posture(base_url, checks)
+    check_probes(base_url, checks)
 
     http = Http(base_url)
     response = sign_up(http, "smoke", PASSWORD)

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz for probes: before the host check and the HTTPS redirect.
+    "speakerauth.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Database down (restart, failover) -> 503 with Retry-After, not a 500 with a traceback.
