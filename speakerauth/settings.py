@@ -6,6 +6,7 @@ ImproperlyConfigured instead of starting an insecure server.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -44,6 +45,23 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     if value < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate, checked here: DRF parses it per request, so a typo was a 500 on
+    every throttled request. "off" (or 0) turns the throttle off."""
+    raw = os.environ.get(name, "").strip().lower() or default
+    if raw in ("off", "0"):
+        return None
+    if not _RATE.fullmatch(raw):
+        raise ImproperlyConfigured(
+            f"{name} must be requests/period (e.g. 120/min; period s, min, hour or day) or off, "
+            f"got {raw!r}"
+        )
+    return raw
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -272,7 +290,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "verification.exceptions.api_exception_handler",
     # Throttles only smooth load; the lockout (VERIFICATION_LOCKOUT_*) is what stops guessing.
     "DEFAULT_THROTTLE_RATES": {
-        "verification": env_str("VERIFICATION_THROTTLE_RATE", "120/min"),
+        "verification": env_rate("VERIFICATION_THROTTLE_RATE", "120/min"),
     },
 }
 

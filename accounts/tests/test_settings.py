@@ -90,7 +90,11 @@ def test_database_url_selects_the_engine(url, engine):
 
 
 def _settings_value(expression: str, **env: str) -> str:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ACCOUNTS_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "ACCOUNTS_", "VERIFICATION_"))
+    }
     result = subprocess.run(
         [sys.executable, "-c", f"import speakerauth.settings as s; print(repr(({expression})))"],
         cwd=ROOT,
@@ -120,3 +124,16 @@ def test_login_lockout_key_must_be_known():
     result = _import_settings(ACCOUNTS_LOGIN_LOCKOUT_BY="everyone")
     assert result.returncode != 0
     assert "ACCOUNTS_LOGIN_LOCKOUT_BY must be one of" in result.stderr
+
+
+def test_throttle_rate_is_checked_at_start():
+    """DRF reads the rate per request: a bad value must stop the start, not 500 every request."""
+    rate = "s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['verification']"
+    assert _settings_value(rate) == "'120/min'"
+    assert _settings_value(rate, VERIFICATION_THROTTLE_RATE="30/Hour") == "'30/hour'"
+    assert _settings_value(rate, VERIFICATION_THROTTLE_RATE="off") == "None"
+    assert _settings_value(rate, VERIFICATION_THROTTLE_RATE="") == "'120/min'"
+    for bad in ("120", "fast", "0/min", "120/fortnight", "-5/min"):
+        result = _import_settings(VERIFICATION_THROTTLE_RATE=bad)
+        assert result.returncode != 0, bad
+        assert "VERIFICATION_THROTTLE_RATE must be requests/period" in result.stderr
