@@ -90,3 +90,11 @@ def lockout_response(
         response = render(request, "registration/locked_out.html", {"detail": detail}, status=429)
     response["Retry-After"] = str(seconds)
     return response
+
+
+def expired_failures(*, now):
+    """The counted failed sign-ins older than the cool-off: they no longer count, and they hold a
+    username, an address and a user agent (``apply_retention`` deletes them)."""
+    from axes.models import AccessAttempt  # an app's model: imported once apps are ready
+
+    return AccessAttempt.objects.filter(attempt_time__lte=now - get_cool_off())

@@ -348,6 +348,11 @@ VERIFICATION_MIN_UTTERANCES_PER_DIGIT = env_int(
 # Per worker process: the replay check's prepared references (about 8-10 KB per stored or recent
 # utterance; a user with full memories has some 150). 0 keeps none (each attempt prepares all).
 VERIFICATION_REPLAY_CACHE_MB = env_int("VERIFICATION_REPLAY_CACHE_MB", 48, minimum=0)
+# Storage limitation (`manage.py apply_retention`, run daily): a voiceprint (utterances, model,
+# fingerprints) whose owner has not enrolled or verified for this many days is deleted. 1095 days
+# is the outer limit of Illinois' BIPA ("3 years after the individual's last interaction"); 0
+# keeps voiceprints until their owner deletes them or withdraws consent.
+VERIFICATION_VOICEPRINT_RETENTION_DAYS = env_int("VERIFICATION_VOICEPRINT_RETENTION_DAYS", 1095)
 # Trusted reverse proxies in front of the app (Heroku: 1); the client address recorded in the
 # audit log is then taken from X-Forwarded-For instead of REMOTE_ADDR.
 VERIFICATION_PROXY_COUNT = env_int("VERIFICATION_PROXY_COUNT", 0)

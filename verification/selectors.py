@@ -11,15 +11,17 @@ import dataclasses
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from verification import audit, engine
 from verification.models import (
     DIGITS,
     BackgroundModel,
     EnrollmentUtterance,
+    ReplayFingerprint,
     SpeakerModel,
     UtterancePurpose,
     VerificationAttempt,
@@ -179,3 +181,30 @@ def audit_chain_report(model) -> audit.ChainReport:
     rows = model.objects.order_by("seq").only(*fields).iterator(chunk_size=2000)
     links = ((row.audit_content(), row.prev_hash, row.entry_hash) for row in rows)
     return audit.walk(model.AUDIT_CHAIN, links)
+
+
+# Rows that hold a user's voice, and when each was made; then what else counts as voice activity.
+_VOICE_DATA = (
+    (EnrollmentUtterance, "created_at"),
+    (SpeakerModel, "trained_at"),
+    (ReplayFingerprint, "created_at"),
+)
+_VOICE_USE = ((VerificationAttempt, "created_at"),)
+
+
+def voice_activity_last(*, user_ids: list[int] | None = None) -> dict[int, datetime]:
+    """{user id: when they last enrolled, were trained or verified} for every user who holds
+    voice data (enrollment utterances, a speaker model or replay fingerprints); ``user_ids``
+    narrows it. One grouped query per table."""
+    last: dict[int, datetime] = {}
+    holders: set[int] = set()
+    for model, field in _VOICE_DATA + _VOICE_USE:
+        rows = model.objects.filter(user_id__isnull=False)
+        if user_ids is not None:
+            rows = rows.filter(user_id__in=user_ids)
+        grouped = rows.order_by().values("user_id").annotate(at=Max(field))
+        for user_id, at in grouped.values_list("user_id", "at"):
+            if (model, field) in _VOICE_DATA:
+                holders.add(user_id)
+            last[user_id] = max(at, last.get(user_id, at))
+    return {user_id: last[user_id] for user_id in holders}

@@ -277,11 +277,12 @@ def _voiceprint_train(
 
 
 @transaction.atomic
-def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
+def voiceprint_delete(*, user, actor=None, reason: str = "") -> dict[str, int]:
     """Delete the user's biometric data: utterances, speaker model, open challenges.
 
     Audit rows stay (they hold no features). A challenge an audit row points at is kept, since
-    the row must keep its context, and closed so it can never be used.
+    the row must keep its context, and closed so it can never be used. ``reason``, when given,
+    is recorded in the audit event (e.g. "retention").
     """
     _lock_user(user)
     utterances, _ = EnrollmentUtterance.objects.filter(user=user).delete()
@@ -297,10 +298,23 @@ def voiceprint_delete(*, user, actor=None) -> dict[str, int]:
         "challenges": challenges_deleted,
         "replay_fingerprints": fingerprints,
     }
+    details = {**counts, "reason": reason} if reason else counts
     audit_event_create(
-        kind=AuditEventKind.VOICEPRINT_DELETED, user=user, actor=actor, details=counts
+        kind=AuditEventKind.VOICEPRINT_DELETED, user=user, actor=actor, details=details
     )
     return counts
+
+
+@transaction.atomic
+def voiceprint_expire(*, user, inactive_since) -> dict[str, int] | None:
+    """Delete the user's voiceprint if they still have had no voice activity since
+    ``inactive_since``, judged under their lock (an enrollment or a verification that raced the
+    retention run keeps it); -> the deleted counts, or None if kept."""
+    _lock_user(user)
+    last = selectors.voice_activity_last(user_ids=[user.pk]).get(user.pk)
+    if last is None or last >= inactive_since:
+        return None
+    return voiceprint_delete(user=user, reason="retention")
 
 
 @dataclass(frozen=True)
