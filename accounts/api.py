@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -37,7 +38,8 @@ class TokenResponseSerializer(serializers.Serializer):
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for an API token (send it as `Authorization: Token …`)."""
+    """Exchange a username and password for an API token (send it as `Authorization: Token …`);
+    DELETE revokes it."""
 
     @extend_schema(responses={200: TokenResponseSerializer, 400: BAD_CREDENTIALS, 429: LOCKED_OUT})
     def post(self, request, *args, **kwargs):
@@ -48,6 +50,15 @@ class TokenView(ObtainAuthToken):
         # Issuing a token is a sign-in: last_login moves and the lockout's failure count clears.
         user_logged_in.send(sender=type(user), request=django_request(request), user=user)
         return Response({"token": token.key})
+
+    @extend_schema(request=None, responses={204: None, 401: NOT_AUTHENTICATED})
+    def delete(self, request, *args, **kwargs):
+        """Revoke the caller's API token: every script holding it gets 401 until it takes a new
+        one. Changing or resetting the password revokes it too."""
+        if not request.user.is_authenticated:
+            raise NotAuthenticated
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def get_serializer_context(self):
         # The password check must see the Django request, for the lockout (accounts.lockout).

@@ -13,6 +13,17 @@ class User(AbstractUser):
     def __str__(self) -> str:
         return self.username
 
+    def save(self, *args, **kwargs):
+        # A new password (changed, reset, set by an admin) revokes the API token too: sessions
+        # end by Django's session hash, and a token taken with the old password must not outlive
+        # it. ``_password`` is set by set_password() only; a hasher upgrade at sign-in clears it.
+        password_changed = self._password is not None and self.pk is not None
+        super().save(*args, **kwargs)
+        if password_changed:
+            from rest_framework.authtoken.models import Token  # its app needs ours loaded first
+
+            Token.objects.filter(user=self).delete()
+
 
 class VoiceConsent(models.Model):
     """A user's explicit consent to keep a voiceprint, for one version of the consent text.

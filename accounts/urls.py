@@ -5,5 +5,6 @@ from accounts import views
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("profile/", views.profile, name="profile"),
+    path("profile/api-token/revoke/", views.api_token_revoke, name="api-token-revoke"),
     path("", include("django.contrib.auth.urls")),
 ]

@@ -1,9 +1,12 @@
-"""Account pages: home, sign-up, profile. Login, logout and passwords are django.contrib.auth's."""
+"""Account pages: home, sign-up, profile (API token revocation included). Login, logout and
+passwords are django.contrib.auth's."""
 
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
+from rest_framework.authtoken.models import Token
 
 from accounts.forms import SignUpForm
 
@@ -26,4 +29,14 @@ def signup(request):
 
 @login_required
 def profile(request):
-    return render(request, "accounts/profile.html")
+    api_token = Token.objects.filter(user=request.user).only("created").first()
+    return render(request, "accounts/profile.html", {"api_token": api_token})
+
+
+@require_POST
+@login_required
+def api_token_revoke(request):
+    deleted, _ = Token.objects.filter(user=request.user).delete()
+    if deleted:
+        messages.success(request, "Your API token is revoked: scripts using it must sign in again.")
+    return redirect("profile")
