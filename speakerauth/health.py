@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -23,6 +23,10 @@ logger = logging.getLogger("speakerauth.health")
 
 LIVE, READY = "/healthz", "/readyz"
 RETRY_AFTER_SECONDS = 5
+
+# What a lost or unreachable database raises ("connection already closed" is an InterfaceError,
+# which is not a DatabaseError).
+_OUTAGE = (DatabaseError, InterfaceError)
 
 # Migrations are never unapplied while the process runs: once all are in, stop re-reading the
 # migration graph (tens of milliseconds) on every probe.
@@ -55,7 +59,7 @@ def readiness() -> dict[str, str]:
     ("unknown") when it does not answer."""
     try:
         checks = {"database": _database()}
-    except DatabaseError as exc:
+    except _OUTAGE as exc:
         logger.warning("readiness: database unavailable (%s)", type(exc).__name__)
         return {"database": "unavailable", "migrations": "unknown", "background_model": "unknown"}
     try:
@@ -63,7 +67,7 @@ def readiness() -> dict[str, str]:
         checks["background_model"] = (
             _background_model() if checks["migrations"] == "ok" else "unknown"
         )
-    except DatabaseError as exc:  # lost between the checks
+    except _OUTAGE as exc:  # lost between the checks
         logger.warning("readiness: database error (%s)", type(exc).__name__)
         checks = {"database": "unavailable", "migrations": "unknown", "background_model": "unknown"}
     return checks

@@ -1,7 +1,7 @@
 """/healthz and /readyz: what a load balancer or an orchestrator asks before routing traffic."""
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection
 
 from speakerauth import health
 from verification import services
@@ -114,6 +114,20 @@ def test_not_ready_while_the_database_is_down(client, db, monkeypatch):
         },
     }
     assert b"5432" not in response.content
+
+
+def test_not_ready_when_the_connection_was_lost(client, installed_ubm, monkeypatch):
+    """A connection the server dropped raises InterfaceError on the next query."""
+
+    def closed():
+        raise InterfaceError("connection already closed")
+
+    monkeypatch.setattr(health, "_background_model", closed)
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == "unavailable"
 
 
 def test_head_answers_with_status_only(client, installed_ubm):
