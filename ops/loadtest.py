@@ -20,7 +20,9 @@ S seconds first). Passes when:
 2. no 503 carries a stack trace, and every 503 has Retry-After;
 3. the app recovers by itself: no 503 later than 10 s after the database answers again;
 4. no acknowledged enrollment is lost: for every user, the utterances stored in the database are
-   at least those whose POST was answered 2xx.
+   at least those whose POST was answered 2xx;
+5. ``/readyz``, polled every 0.25 s, answers 503 only during the outage and 200 again within
+   10 s of the database's return.
 
 It restarts the machine's Postgres, which every other database user on it notices: run it on
 purpose. Postgres is always started again (checked with ``pg_isready``), whatever happens.
@@ -54,6 +56,7 @@ from ops.server import (
 )
 
 RECOVERY_LIMIT = 10.0
+PROBE_INTERVAL = 0.25  # seconds between readiness probes
 OPERATIONS = (("verify", 0.80), ("challenge", 0.15), ("enroll", 0.05))
 
 
@@ -225,6 +228,22 @@ def client_loop(
     http.close()
 
 
+def probe_loop(base_url: str, deadline: float, probes: list[Sample]) -> None:
+    """``GET /readyz`` every PROBE_INTERVAL s, as an orchestrator polls it: plain HTTP, a new
+    connection each time."""
+    while time.monotonic() < deadline:
+        start = time.monotonic()
+        http = Http(base_url, timeout=5, forwarded_https=False)
+        try:
+            status = http.get("/readyz").status
+        except OSError:
+            status = 0
+        finally:
+            http.close()
+        probes.append(Sample(start, time.monotonic(), "probe", "/readyz", status))
+        time.sleep(max(0.0, PROBE_INTERVAL - (time.monotonic() - start)))
+
+
 def enroll_users(base_url: str, tokens: list[str], pools: list[dict]) -> list[User]:
     """Give every user a model first: 3 recordings per digit in one request."""
     users = []
@@ -359,6 +378,32 @@ def judge(
     return checks
 
 
+def judge_readiness(probes: list[Sample], fault: Fault | None, t0: float) -> list[tuple[bool, str]]:
+    """/readyz answers 200 or 503 only; 503 only while the database is away; 200 again within
+    RECOVERY_LIMIT of its return, and at the end."""
+    other = Counter(p.status for p in probes if p.status not in (200, 503))
+    checks = [(not other, f"readyz: {len(probes)} probes, only 200 or 503 ({dict(other)} else)")]
+    down = [p for p in probes if p.status == 503]
+    if fault is None or fault.started is None or fault.db_back is None:
+        return [*checks, (not down, f"readyz: no 503 without a fault ({len(down)} seen)")]
+    back = fault.db_back
+    outside = [p for p in down if p.start < fault.started - 0.5 or p.end > back + RECOVERY_LIMIT]
+    ready_again = min((p.end for p in probes if p.start > back and p.status == 200), default=None)
+    final = probes[-1].status if probes else None
+    again = f"+{ready_again - back:.1f} s" if ready_again is not None else "never"
+    return [
+        *checks,
+        (
+            not outside,
+            f"readyz: 503 only during the outage ({len(down)} polls, {len(outside)} outside)",
+        ),
+        (
+            ready_again is not None and ready_again - back <= RECOVERY_LIMIT and final == 200,
+            f"readyz: 200 again {again} after the database returned, and at the end ({final})",
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
@@ -427,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     for i in range(args.concurrency)
                 ]
+                probes: list[Sample] = []
+                threads.append(
+                    threading.Thread(target=probe_loop, args=(server.base_url, deadline, probes))
+                )
                 if fault is not None:
                     threads.append(
                         threading.Thread(
@@ -452,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                 stored = stored_utterances(db_url)
                 gunicorn_log = server.log_text()
                 checks = judge(samples, users, stored, fault, t0)
+                checks += judge_readiness(probes, fault, t0)
                 checks.append(("Traceback" not in gunicorn_log, "no traceback in the gunicorn log"))
                 for ok, text in checks:
                     log(f"  {'ok  ' if ok else 'FAIL'}  {text}")
