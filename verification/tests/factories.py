@@ -77,3 +77,24 @@ def enroll(user, corpus: FsddCorpus, speaker: str = GENUINE, per_digit: int = EN
 def prompt(challenge_id: str, digits: str) -> None:
     """Pin a challenge's digits so a decision test does not depend on the random draw."""
     Challenge.objects.filter(nonce=challenge_id).update(digits=digits)
+
+
+def answer_challenge(
+    user,
+    corpus: FsddCorpus,
+    digits: str,
+    *,
+    client: services.ClientInfo,
+    speaker: str = GENUINE,
+    index: int = ANSWER_INDEX,
+) -> Challenge:
+    """Issue a challenge pinned to ``digits`` and answer it with ``speaker``'s recordings."""
+    challenge = services.challenge_create(user=user)
+    prompt(challenge.nonce, digits)
+    services.verification_score(
+        user=user,
+        challenge_id=challenge.nonce,
+        utterances=corpus.answer(speaker, digits, index=index),
+        client=client,
+    )
+    return challenge

@@ -21,7 +21,7 @@ from verification.models import (
     VerificationAttempt,
 )
 from verification.tests.conftest import enroll
-from verification.tests.factories import ANSWER_INDEX, GENUINE, IMPOSTOR, prompt
+from verification.tests.factories import GENUINE, IMPOSTOR, answer_challenge
 
 DIGITS = "52718"
 CLIENT = services.ClientInfo(ip="192.0.2.80", user_agent="retention-test")
@@ -34,15 +34,7 @@ def _retention_days(settings):
 
 
 def _verify(user, corpus, speaker: str = GENUINE) -> Challenge:
-    challenge = services.challenge_create(user=user)
-    prompt(challenge.nonce, DIGITS)
-    services.verification_score(
-        user=user,
-        challenge_id=challenge.nonce,
-        utterances=corpus.answer(speaker, DIGITS, index=ANSWER_INDEX),
-        client=CLIENT,
-    )
-    return challenge
+    return answer_challenge(user, corpus, DIGITS, client=CLIENT, speaker=speaker)
 
 
 def _age(user, days: int) -> None:

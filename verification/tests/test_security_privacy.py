@@ -26,7 +26,14 @@ from verification.models import (
     VerificationAttempt,
 )
 from verification.tests.conftest import consent, enroll, token_client
-from verification.tests.factories import ANSWER_INDEX, GENUINE, IMPOSTOR, payload, prompt
+from verification.tests.factories import (
+    ANSWER_INDEX,
+    GENUINE,
+    IMPOSTOR,
+    answer_challenge,
+    payload,
+    prompt,
+)
 
 EXPORT = reverse("api-me-export")
 DIGITS = "31452"
@@ -34,15 +41,7 @@ CLIENT = services.ClientInfo(ip="192.0.2.44", user_agent="privacy-test")
 
 
 def _verify(user, corpus, index: int = ANSWER_INDEX) -> str:
-    challenge = services.challenge_create(user=user)
-    prompt(challenge.nonce, DIGITS)
-    services.verification_score(
-        user=user,
-        challenge_id=challenge.nonce,
-        utterances=corpus.answer(GENUINE, DIGITS, index=index),
-        client=CLIENT,
-    )
-    return challenge.nonce
+    return answer_challenge(user, corpus, DIGITS, client=CLIENT, index=index).nonce
 
 
 @pytest.fixture
