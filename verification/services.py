@@ -308,8 +308,8 @@ def voiceprint_delete(*, user, actor=None, reason: str = "") -> dict[str, int]:
 @transaction.atomic
 def voiceprint_expire(*, user, inactive_since) -> dict[str, int] | None:
     """Delete the user's voiceprint if they still have had no voice activity since
-    ``inactive_since``, judged under their lock (an enrollment or a verification that raced the
-    retention run keeps it); -> the deleted counts, or None if kept."""
+    ``inactive_since``, judged again under their lock (an enrollment, or an attempt recorded
+    since the retention run chose the user, keeps it); -> the deleted counts, or None if kept."""
     _lock_user(user)
     last = selectors.voice_activity_last(user_ids=[user.pk]).get(user.pk)
     if last is None or last >= inactive_since:
