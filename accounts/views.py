@@ -1,6 +1,7 @@
 """Account pages: home, sign-up, profile (API token revocation included). Login, logout and
 passwords are django.contrib.auth's."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,6 +20,8 @@ def home(request):
 def signup(request):
     if request.user.is_authenticated:
         return redirect("home")
+    if not settings.ACCOUNTS_SIGNUP_OPEN:
+        return render(request, "registration/signup_closed.html", status=403)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

@@ -129,6 +129,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "accounts.context_processors.signup_open",
             ],
         },
     },
@@ -152,6 +153,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Public sign-up: off for a deployment whose accounts an administrator creates (staff, an
+# organisation's members); the pages then link to none and /accounts/signup/ answers 403.
+ACCOUNTS_SIGNUP_OPEN = env_bool("ACCOUNTS_SIGNUP_OPEN", True)
 # Password guessing (django-axes, accounts/lockout.py): after ACCOUNTS_LOGIN_FAILURES failed
 # sign-ins (forms, token endpoint, HTTP Basic) by the same ACCOUNTS_LOGIN_LOCKOUT_BY key, that
 # key is refused with 429 for ACCOUNTS_LOGIN_COOLOFF_MINUTES, restarted by every try meanwhile; a
