@@ -237,6 +237,8 @@ MAILERS = {
                 "username": env_str("DJANGO_EMAIL_USER"),
                 "password": env_str("DJANGO_EMAIL_PASSWORD"),
                 "use_tls": env_bool("DJANGO_EMAIL_USE_TLS", True),
+                # A mail server that does not answer must not hold a request for long.
+                "timeout": env_int("DJANGO_EMAIL_TIMEOUT", 10, minimum=1),
             }
             if _EMAIL_BACKEND.endswith("smtp.EmailBackend")
             else {}
@@ -352,6 +354,9 @@ VERIFICATION_MIN_UTTERANCES_PER_DIGIT = env_int(
 # Per worker process: the replay check's prepared references (about 8-10 KB per stored or recent
 # utterance; a user with full memories has some 150). 0 keeps none (each attempt prepares all).
 VERIFICATION_REPLAY_CACHE_MB = env_int("VERIFICATION_REPLAY_CACHE_MB", 48, minimum=0)
+# E-mail the owner when failures lock their voice factor (first lock of a streak) or turn it off
+# (verification/notifications.py); users without an address get none.
+VERIFICATION_ALERT_EMAILS = env_bool("VERIFICATION_ALERT_EMAILS", True)
 # Storage limitation (`manage.py apply_retention`, run daily): a voiceprint (utterances, model,
 # fingerprints) whose owner has not enrolled or verified for this many days is deleted. 1095 days
 # is the outer limit of Illinois' BIPA ("3 years after the individual's last interaction"); 0

@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import CharField, Value
 from django.utils import timezone
 
-from verification import audit, engine, features, selectors
+from verification import audit, engine, features, notifications, selectors
 from verification.engine import replay
 from verification.exceptions import InputError, NoBackgroundModel, NotEnrolled
 from verification.models import (
@@ -474,6 +474,19 @@ def _lockout_charge(lockout: VerificationLockout, now) -> None:
     lockout.save()
 
 
+def _lockout_alert(user, lockout: VerificationLockout) -> None:
+    """After a failure that stands: e-mail the owner if it was the one that locked the voice
+    factor (the first lock of a streak) or turned it off."""
+    failures = lockout.consecutive_failures
+    if lockout.disabled_at is not None and failures == settings.VERIFICATION_LOCKOUT_DISABLE_AFTER:
+        kind = notifications.DISABLED
+    elif failures == settings.VERIFICATION_LOCKOUT_FAILURES:
+        kind = notifications.LOCKED
+    else:
+        return
+    notifications.voice_factor_alert_on_commit(user=user, kind=kind, failures=failures)
+
+
 def _lockout_refund(lockout: VerificationLockout) -> None:
     """An accepted attempt: undo its charge and reset the consecutive count."""
     lockout.consecutive_failures = 0
@@ -690,6 +703,8 @@ def verification_score(
             )
         if lockout is not None:
             _lockout_charge(lockout, now)
+            if reason is not None:  # a failure that stands: scoring cannot refund it
+                _lockout_alert(user, lockout)
         if reason is not None:
             attempt = verification_attempt_create(
                 user=user,
@@ -717,6 +732,8 @@ def verification_score(
             lockout = _lockout_for_update(user)
             if verdict.accepted:
                 _lockout_refund(lockout)
+            else:
+                _lockout_alert(user, lockout)
         attempt = verification_attempt_create(
             user=user,
             decision=Decision.ACCEPT if verdict.accepted else reject,
