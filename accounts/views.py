@@ -3,13 +3,14 @@ passwords are django.contrib.auth's."""
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
-from accounts.forms import SignUpForm
+from accounts.deletion import account_delete
+from accounts.forms import AccountDeleteForm, SignUpForm
 
 
 def home(request):
@@ -43,3 +44,15 @@ def api_token_revoke(request):
     if deleted:
         messages.success(request, "Your API token is revoked: scripts using it must sign in again.")
     return redirect("profile")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_delete_view(request):
+    form = AccountDeleteForm(request.POST or None, request=request)
+    if request.method == "POST" and form.is_valid():
+        account_delete(user=request.user)
+        logout(request)
+        messages.success(request, "Your account is deleted, with your voiceprint.")
+        return redirect("home")
+    return render(request, "accounts/delete.html", {"form": form})

@@ -333,6 +333,7 @@ class AuditEventKind(models.TextChoices):
     VOICEPRINT_DELETED = "voiceprint_deleted", "voiceprint deleted"
     LOCKOUT_RESET = "lockout_reset", "lockout reset"
     ATTEMPT_LABELLED = "attempt_labelled", "attempt labelled"
+    ACCOUNT_DELETED = "account_deleted", "account deleted (anonymised)"
 
 
 class AuditEvent(AuditChained):

@@ -31,6 +31,7 @@ STYLE_ONLY = {"/api/v1/voiceprint/"}
 PAGES = [
     ("/", "main"),
     ("/accounts/profile/", "main"),
+    ("/accounts/profile/delete/", "form.stacked"),
     ("/enroll/", "main"),
     ("/verify/", "main"),
     ("/history/", "main"),

@@ -1,0 +1,40 @@
+"""Deleting an account: everything that can go goes; what the audit log must keep is anonymised.
+
+The audit tables are append-only and hash-chained, and their rows point at the user, so the user
+row stays, anonymised: no username, e-mail or name of the person, no usable password, inactive,
+no staff rights. The voiceprint is deleted (audited), the API token revoked, counted failed
+sign-ins under the old username deleted, standing consents withdrawn (the consent history stays:
+GDPR art. 7(1)). What stays is what the audit log holds: times, decisions, client addresses and
+user agents of past attempts, kept for security review.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import VoiceConsent
+
+
+@transaction.atomic
+def account_delete(*, user) -> None:
+    from axes.models import AccessAttempt  # an app's model: imported once apps are ready
+    from rest_framework.authtoken.models import Token
+
+    from verification import services as verification_services  # it depends on us
+
+    username = user.username
+    verification_services.voiceprint_delete(user=user, reason="account_deleted")
+    VoiceConsent.objects.filter(user=user, withdrawn_at__isnull=True).update(
+        withdrawn_at=timezone.now()
+    )
+    Token.objects.filter(user=user).delete()
+    AccessAttempt.objects.filter(username=username).delete()
+    user.username = f"deleted-{user.pk}"
+    user.email = user.first_name = user.last_name = ""
+    user.is_active = user.is_staff = user.is_superuser = False
+    user.set_unusable_password()  # also ends every session (their auth hash no longer matches)
+    user.save()
+    user.groups.clear()
+    user.user_permissions.clear()
+    verification_services.audit_event_create(kind="account_deleted", user=user)
