@@ -17,14 +17,15 @@ from accounts.models import VoiceConsent
 
 
 @transaction.atomic
-def account_delete(*, user) -> None:
+def account_delete(*, user, actor=None) -> None:
+    """Delete ``user``'s account (``actor``: the staff member who did, for the audit log)."""
     from axes.models import AccessAttempt  # an app's model: imported once apps are ready
     from rest_framework.authtoken.models import Token
 
     from verification import services as verification_services  # it depends on us
 
     username = user.username
-    verification_services.voiceprint_delete(user=user, reason="account_deleted")
+    verification_services.voiceprint_delete(user=user, actor=actor, reason="account_deleted")
     VoiceConsent.objects.filter(user=user, withdrawn_at__isnull=True).update(
         withdrawn_at=timezone.now()
     )
@@ -37,4 +38,4 @@ def account_delete(*, user) -> None:
     user.save()
     user.groups.clear()
     user.user_permissions.clear()
-    verification_services.audit_event_create(kind="account_deleted", user=user)
+    verification_services.audit_event_create(kind="account_deleted", user=user, actor=actor)

@@ -120,3 +120,27 @@ def test_deleting_needs_a_signed_in_post(client, alice):
     assert client.post(DELETE, {"password": PASSWORD}).status_code == 302
     alice.refresh_from_db()
     assert alice.is_active
+
+
+def test_staff_delete_an_account_from_the_admin(alice_signed_in, admin_client, admin_user):
+    alice, _ = alice_signed_in
+    changelist = reverse("admin:accounts_user_changelist")
+    actions = admin_client.get(changelist).context["action_form"].fields["action"].choices
+    assert [name for name, _ in actions if name] == ["delete_and_anonymise"]
+
+    response = admin_client.post(
+        changelist,
+        {"action": "delete_and_anonymise", "_selected_action": [alice.pk, admin_user.pk]},
+        follow=True,
+    )
+
+    body = response.content.decode()
+    assert "1 account(s) deleted and anonymised." in body
+    assert "1 skipped (your own, or already deleted)." in body
+    alice.refresh_from_db()
+    assert alice.username == f"deleted-{alice.pk}"
+    assert not SpeakerModel.objects.filter(user=alice).exists()
+    event = AuditEvent.objects.get(user=alice, kind="account_deleted")
+    assert event.actor == admin_user
+    admin_user.refresh_from_db()
+    assert admin_user.is_active
