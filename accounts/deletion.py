@@ -10,6 +10,8 @@ user agents of past attempts, kept for security review.
 
 from __future__ import annotations
 
+import secrets
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,7 +33,8 @@ def account_delete(*, user, actor=None) -> None:
     )
     Token.objects.filter(user=user).delete()
     AccessAttempt.objects.filter(username=username).delete()
-    user.username = f"deleted-{user.pk}"
+    # Unguessable, so no account created meanwhile (sign-up, admin) can already hold it.
+    user.username = f"deleted-{user.pk}-{secrets.token_hex(4)}"
     user.email = user.first_name = user.last_name = ""
     user.is_active = user.is_staff = user.is_superuser = False
     user.set_unusable_password()  # also ends every session (their auth hash no longer matches)

@@ -75,7 +75,7 @@ def test_deleting_removes_the_person_and_keeps_the_audit_chain(alice_signed_in):
     assert response.redirect_chain == [(reverse("home"), 302)]
     assert "Your account is deleted" in response.content.decode()
     alice.refresh_from_db()
-    assert alice.username == f"deleted-{alice.pk}"
+    assert alice.username.startswith(f"deleted-{alice.pk}-")
     assert (alice.email, alice.first_name, alice.last_name) == ("", "", "")
     assert not alice.is_active
     assert not alice.has_usable_password()
@@ -95,6 +95,17 @@ def test_deleting_removes_the_person_and_keeps_the_audit_chain(alice_signed_in):
     assert api.get(reverse("api-me")).status_code == 401
     login = Client().post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert login.status_code == 200  # the form again: no such account
+
+
+def test_a_taken_anonymous_name_does_not_block_deletion(alice_signed_in):
+    alice, browser = alice_signed_in
+    get_user_model().objects.create_user(f"deleted-{alice.pk}", password="x" * 20)
+
+    response = browser.post(DELETE, {"password": PASSWORD})
+
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert not alice.is_active
 
 
 def test_the_username_is_free_again(alice_signed_in):
@@ -138,7 +149,7 @@ def test_staff_delete_an_account_from_the_admin(alice_signed_in, admin_client, a
     assert "1 account(s) deleted and anonymised." in body
     assert "1 skipped (your own, or already deleted)." in body
     alice.refresh_from_db()
-    assert alice.username == f"deleted-{alice.pk}"
+    assert alice.username.startswith(f"deleted-{alice.pk}-")
     assert not SpeakerModel.objects.filter(user=alice).exists()
     event = AuditEvent.objects.get(user=alice, kind="account_deleted")
     assert event.actor == admin_user
