@@ -41,5 +41,7 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "0"))
 control_socket_disable = True
 
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# The app's X-Request-ID (speakerauth/request_id.py) on each line, as in its own log lines.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request=%({x-request-id}o)s'
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -46,3 +46,14 @@ class RedactBinarySQL(logging.Filter):
                 _redact_sql(a) if isinstance(a, str) else _redact_param(a) for a in record.args
             )
         return True
+
+
+class WithoutTraceback(logging.Filter):
+    """One line at WARNING for what a client caused, not an ERROR with a traceback: Django logs a
+    foreign ``Host`` header (scanners send them all day) as an error with the stack."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = record.stack_info = None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

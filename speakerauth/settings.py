@@ -100,6 +100,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz for probes: before the host check and the HTTPS redirect.
     "speakerauth.health.HealthCheckMiddleware",
+    # X-Request-ID on every response and in every log line of the request.
+    "speakerauth.request_id.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Database down (restart, failover) -> 503 with Retry-After, not a 500 with a traceback.
@@ -319,10 +321,22 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # SQL debug logging would print feature bytes: binary values are redacted (DESIGN §6).
-    "filters": {"redact_binary_sql": {"()": "speakerauth.logfilters.RedactBinarySQL"}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "redact_binary_sql": {"()": "speakerauth.logfilters.RedactBinarySQL"},
+        "request_id": {"()": "speakerauth.request_id.RequestIDFilter"},
+        "without_traceback": {"()": "speakerauth.logfilters.WithoutTraceback"},
+    },
+    "formatters": {"line": {"format": "%(levelname)s %(name)s request=%(request_id)s %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "line",
+        }
+    },
     "loggers": {
         "django.db.backends": {"filters": ["redact_binary_sql"]},
+        "django.security.DisallowedHost": {"filters": ["without_traceback"]},
         # Lockouts are warnings; each failed sign-in (info) would be noise.
         "axes": {"level": "WARNING"},
     },
