@@ -2,7 +2,8 @@
 
 Environment: PORT (Heroku sets it), WEB_CONCURRENCY (worker processes), GUNICORN_THREADS
 (threads per worker), GUNICORN_TIMEOUT, GUNICORN_KEEPALIVE (seconds; 0, the default, closes each
-connection after its response). Command-line flags override this file
+connection after its response), GUNICORN_ACCESS_LOG (a file, or - for the log; none by default).
+Command-line flags override this file
 (`gunicorn speakerauth.wsgi -c gunicorn.conf.py --bind 127.0.0.1:8001`).
 """
 
