@@ -96,6 +96,11 @@ def check_https_posture(base_url: str, checks: Checks) -> None:
         "HSTS header on HTTPS responses",
         response.headers.get("strict-transport-security", "missing"),
     )
+    checks.check(
+        len(response.headers.get("x-request-id", "")) >= 8,
+        "X-Request-ID on responses (the id of the request's log lines)",
+        response.headers.get("x-request-id", "missing"),
+    )
 
 
 def check_probes(base_url: str, checks: Checks) -> None:
