@@ -35,7 +35,10 @@ def voice_factor_alert_on_commit(*, user, kind: str, failures: int) -> None:
     if not settings.VERIFICATION_ALERT_EMAILS or not user.email:
         return
     at = timezone.now().isoformat()
-    transaction.on_commit(lambda: voice_factor_alert.enqueue(user.pk, kind, failures, at))
+    # robust: a task backend that fails to enqueue is logged, and the committed answer stands.
+    transaction.on_commit(
+        lambda: voice_factor_alert.enqueue(user.pk, kind, failures, at), robust=True
+    )
 
 
 @task()

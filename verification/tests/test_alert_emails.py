@@ -100,3 +100,18 @@ def test_a_mail_server_that_is_down_costs_only_the_email(
     assert "voice-factor alert to user" in caplog.text
     assert "Traceback" not in caplog.text
     assert mail.outbox == []
+
+
+def test_a_task_backend_that_fails_to_enqueue_costs_only_the_email(
+    enrolled_alice, corpus, committed, monkeypatch
+):
+    class Unreachable:
+        def enqueue(self, *args, **kwargs):
+            raise ConnectionError("task queue unreachable")
+
+    monkeypatch.setattr(notifications, "voice_factor_alert", Unreachable())
+
+    rows = committed(_wrong, enrolled_alice, corpus, 5)
+
+    assert [row.decision for row in rows] == ["reject"] * 5
+    assert mail.outbox == []
