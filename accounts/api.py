@@ -57,7 +57,7 @@ class TokenView(ObtainAuthToken):
         one. Changing or resetting the password revokes it too."""
         if not request.user.is_authenticated:
             raise NotAuthenticated
-        Token.objects.filter(user=request.user).delete()
+        request.user.api_token_revoke()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def get_serializer_context(self):

@@ -81,8 +81,9 @@ def voice_consent_give(*, user, version: str) -> VoiceConsent:
 
 
 @transaction.atomic
-def voice_consent_withdraw(*, user) -> int:
-    """Withdraw every standing consent of ``user`` and delete their voiceprint with it.
+def voice_consent_withdraw(*, user, actor=None, reason: str = "") -> int:
+    """Withdraw every standing consent of ``user`` and delete their voiceprint with it
+    (``actor`` and ``reason`` go into that deletion's audit event).
 
     Returns the number of consents withdrawn. The voiceprint goes in the same transaction: once
     consent is withdrawn, there is no lawful basis to keep it.
@@ -92,5 +93,5 @@ def voice_consent_withdraw(*, user) -> int:
     withdrawn = VoiceConsent.objects.filter(user=user, withdrawn_at__isnull=True).update(
         withdrawn_at=timezone.now()
     )
-    verification_services.voiceprint_delete(user=user)
+    verification_services.voiceprint_delete(user=user, actor=actor, reason=reason)
     return withdrawn

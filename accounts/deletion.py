@@ -13,25 +13,20 @@ from __future__ import annotations
 import secrets
 
 from django.db import transaction
-from django.utils import timezone
 
-from accounts.models import VoiceConsent
+from accounts.consent import voice_consent_withdraw
 
 
 @transaction.atomic
 def account_delete(*, user, actor=None) -> None:
     """Delete ``user``'s account (``actor``: the staff member who did, for the audit log)."""
     from axes.models import AccessAttempt  # an app's model: imported once apps are ready
-    from rest_framework.authtoken.models import Token
 
     from verification import services as verification_services  # it depends on us
 
     username = user.username
-    verification_services.voiceprint_delete(user=user, actor=actor, reason="account_deleted")
-    VoiceConsent.objects.filter(user=user, withdrawn_at__isnull=True).update(
-        withdrawn_at=timezone.now()
-    )
-    Token.objects.filter(user=user).delete()
+    voice_consent_withdraw(user=user, actor=actor, reason="account_deleted")
+    user.api_token_revoke()
     AccessAttempt.objects.filter(username=username).delete()
     # Unguessable, so no account created meanwhile (sign-up, admin) can already hold it.
     user.username = f"deleted-{user.pk}-{secrets.token_hex(4)}"

@@ -20,9 +20,14 @@ class User(AbstractUser):
         password_changed = self._password is not None and self.pk is not None
         super().save(*args, **kwargs)
         if password_changed:
-            from rest_framework.authtoken.models import Token  # its app needs ours loaded first
+            self.api_token_revoke()
 
-            Token.objects.filter(user=self).delete()
+    def api_token_revoke(self) -> bool:
+        """Delete this user's API token; -> whether there was one."""
+        from rest_framework.authtoken.models import Token  # its app needs ours loaded first
+
+        deleted, _ = Token.objects.filter(user=self).delete()
+        return bool(deleted)
 
 
 class VoiceConsent(models.Model):

@@ -40,8 +40,7 @@ def profile(request):
 @require_POST
 @login_required
 def api_token_revoke(request):
-    deleted, _ = Token.objects.filter(user=request.user).delete()
-    if deleted:
+    if request.user.api_token_revoke():
         messages.success(request, "Your API token is revoked: scripts using it must sign in again.")
     return redirect("profile")
 

@@ -54,6 +54,9 @@ def _background_model() -> str:
     return "ok" if selectors.background_model_active() is not None else "missing"
 
 
+_DATABASE_DOWN = {"database": "unavailable", "migrations": "unknown", "background_model": "unknown"}
+
+
 def readiness() -> dict[str, str]:
     """{check: "ok" | what is wrong}; the later checks need the database, so they are skipped
     ("unknown") when it does not answer."""
@@ -61,7 +64,7 @@ def readiness() -> dict[str, str]:
         checks = {"database": _database()}
     except _OUTAGE as exc:
         logger.warning("readiness: database unavailable (%s)", type(exc).__name__)
-        return {"database": "unavailable", "migrations": "unknown", "background_model": "unknown"}
+        return dict(_DATABASE_DOWN)
     try:
         checks["migrations"] = _migrations()
         checks["background_model"] = (
@@ -69,7 +72,7 @@ def readiness() -> dict[str, str]:
         )
     except _OUTAGE as exc:  # lost between the checks
         logger.warning("readiness: database error (%s)", type(exc).__name__)
-        checks = {"database": "unavailable", "migrations": "unknown", "background_model": "unknown"}
+        checks = dict(_DATABASE_DOWN)
     return checks
 
 

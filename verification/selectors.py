@@ -202,9 +202,10 @@ def voice_activity_last(*, user_ids: list[int] | None = None) -> dict[int, datet
         rows = model.objects.filter(user_id__isnull=False)
         if user_ids is not None:
             rows = rows.filter(user_id__in=user_ids)
+        holds_voice = (model, field) in _VOICE_DATA
         grouped = rows.order_by().values("user_id").annotate(at=Max(field))
         for user_id, at in grouped.values_list("user_id", "at"):
-            if (model, field) in _VOICE_DATA:
+            if holds_voice:
                 holders.add(user_id)
             last[user_id] = max(at, last.get(user_id, at))
     return {user_id: last[user_id] for user_id in holders}
