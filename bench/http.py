@@ -11,7 +11,11 @@ Runs parts (b)-(d) of ``make bench`` (part (a), the in-process engine timings, i
     one utterance per request, as the browser sends them);
 (c) bytes on the wire per second of speech for an utterance payload (JSON arrays, float32 and
     float16 base64);
-(d) peak RSS (and PSS) per gunicorn worker.
+(d) peak RSS (and PSS) per gunicorn worker;
+(e) the stack's own floor on this machine, for scale: the same server answering ``GET /healthz``
+    (no database, no Django view) and a token-authenticated ``GET /api/v1/me/`` (DRF, one read)
+    at concurrency 8, and the latter's latency at concurrency 1. A verification does all that and
+    its own work besides, so these bound from above what any verification path can reach here.
 
 The server runs as in production (``ops.server``: debug off, ``gunicorn.conf.py``, a throwaway
 database ``speakerauth_bench``) with four evaluation settings: lockout off
@@ -91,13 +95,24 @@ class Scale:
     verify_c8: int
     verify_c32: int
     json_c1: int
+    floor: int
     max_seconds: float
 
 
 # As many users as the highest concurrency: each client speaks for its own users (one person, one
 # browser, one attempt at a time), so no two requests in flight verify the same user.
-FULL = Scale(users=32, verify_c1=400, verify_c8=2000, verify_c32=2000, json_c1=150, max_seconds=60)
-QUICK = Scale(users=32, verify_c1=100, verify_c8=400, verify_c32=400, json_c1=40, max_seconds=20)
+FULL = Scale(
+    users=32,
+    verify_c1=400,
+    verify_c8=2000,
+    verify_c32=2000,
+    json_c1=150,
+    floor=3000,
+    max_seconds=60,
+)
+QUICK = Scale(
+    users=32, verify_c1=100, verify_c8=400, verify_c32=400, json_c1=40, floor=800, max_seconds=20
+)
 # Attempts per user before the timed runs: a user in steady state has the replay check's full
 # memory of recent attempts (services.REPLAY_RECENT_FINGERPRINTS = 100 fingerprints, 5 per attempt).
 STEADY_STATE_ATTEMPTS = 20
@@ -261,6 +276,14 @@ def _encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _get(path: str) -> Callable[[Http, str | None], Response]:
+    def send(http: Http, token: str | None) -> Response:
+        headers = {"Authorization": f"Token {token}"} if token else {}
+        return http.request("GET", path, headers=headers)
+
+    return send
+
+
 def _post(path: str) -> Callable[[Http, tuple[str, bytes]], Response]:
     def send(http: Http, item: tuple[str, bytes]) -> Response:
         token, body = item
@@ -294,6 +317,26 @@ def bench_enrollment(
             per_client[user_index % 8].append(item)
         runs.append(run_load(base_url, per_client, send, max_seconds=scale.max_seconds * 2))
     return runs[0], runs[1]
+
+
+def bench_floor(base_url: str, tokens: list[str], scale: Scale) -> dict[str, Run]:
+    """(e): what the stack costs before any verification work, on this machine and load
+    generator: requests that do a small part of what a verification does."""
+    users = [tokens[i % len(tokens)] for i in range(scale.floor)]
+    return {
+        "healthz_c8": run_load(
+            base_url, deal([None] * scale.floor, 8), _get("/healthz"), max_seconds=scale.max_seconds
+        ),
+        "me_c1": run_load(
+            base_url,
+            [users[: scale.floor // 4]],
+            _get("/api/v1/me/"),
+            max_seconds=scale.max_seconds,
+        ),
+        "me_c8": run_load(
+            base_url, deal(users, 8), _get("/api/v1/me/"), max_seconds=scale.max_seconds
+        ),
+    }
 
 
 def create_challenges(base_url: str, tokens: list[str], per_user: int) -> list[tuple[str, dict]]:
@@ -482,6 +525,7 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
     m = results["machine"]
     c1, c8, c32 = results["verify"]
     json_c1 = results["verify_json_c1"]
+    floor = results["floor"]
     first, more = results["enroll"]
     wire = results["wire"]
     rss = max(results["memory"]["rss"].values())
@@ -525,6 +569,11 @@ def report(results: dict[str, Any]) -> tuple[str, str]:
             f"pid {pid}: RSS {_mb(v)}, PSS {_mb(results['memory']['pss'].get(pid, 0))}"
             for pid, v in sorted(results["memory"]["rss"].items())
         ),
+        "",
+        "(e) the stack's floor, for scale: requests doing a small part of a verification's work",
+        f"    GET /healthz (no database, no view):       {floor['healthz_c8'].summary()}",
+        f"    GET /api/v1/me/ (token auth, DRF, 1 read): {floor['me_c1'].summary()}",
+        f"    GET /api/v1/me/ (token auth, DRF, 1 read): {floor['me_c8'].summary()}",
     ]
     targets = [
         (
@@ -605,7 +654,9 @@ def write_markdown(path: Path, http_md: str, engine_report: str, results: dict[s
             "times only the score requests, each client sending its own users' (32 users, each "
             f"with {STEADY_STATE_ATTEMPTS} warm-up attempts first). Evaluation settings: "
             "lockout off (`VERIFICATION_LOCKOUT_FAILURES=0`), per-user throttle off "
-            "(`VERIFICATION_THROTTLE_RATE`), long challenge lifetime.",
+            "(`VERIFICATION_THROTTLE_RATE`), long challenge lifetime. Part (e) times requests that "
+            "do a small part of a verification's work on the same server: no verification path "
+            "can be faster here.",
             "",
             http_md,
             "",
@@ -719,6 +770,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             results["verify_json_c1"] = json_run
             log(f"verification, JSON arrays: {json_run.summary()}")
+            results["floor"] = bench_floor(server.base_url, tokens, scale)
+            for name, run in results["floor"].items():
+                log(f"floor {name}: {run.summary()}")
             decisions.update(decision_counts(env))
             results["decisions"] = dict(decisions)
         results["memory"] = {"rss": memory.peak_rss, "pss": memory.peak_pss}
