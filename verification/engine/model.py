@@ -106,6 +106,12 @@ class EngineConfig:
     % to 4.9 / 3.3 % EER (K=3 / K=5). So ``n_ceps`` stays 20, and fsdd has now rejected three
     dev winners: the dev folds' narrowband condition (dspspeech20 through a simulated 8 kHz
     channel) does not stand in for another corpus recorded on another microphone.
+    Then (2026-12-07, the same folds): digit-dependent models (each utterance scored against the
+    model MAP-adapted again, relevance 4, on its prompted digit's enrolment takes; fusion 8)
+    pooled 1.87 / 1.22 -> 1.18 / 0.87, but fsdd EER 2.3 / 1.1 -> 3.1 / 1.2 %: not used. fsdd's
+    genuine scores fall with the recording index (takes from several sittings; a dspspeech20
+    speaker's takes come from one), so choices that fit the enrolment takes closer win on the
+    folds and lose across sittings (README, "Engine and evaluation").
     (Differences under ~0.3 points are within trial noise.) Earlier measurements (64
     components): content limit 0.2 rejected 98.6 % of wrong-content attempts and cost 0.56 % of
     genuine ones (all unalignable DTW pairs, since aligned either way); relevance 4/8/16 and
