@@ -33,7 +33,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
-# Figures, not tests (DESIGN §7): (a) the engine in process, (b)-(d) HTTP against gunicorn and the
+# Figures, not tests (DESIGN §7): (a) the engine in process, (b)-(e) HTTP against gunicorn and the
 # Postgres server on 127.0.0.1:5432 (a throwaway database); writes docs/benchmarks.md.
 # BENCH_ARGS=--quick for a shorter run.
 bench: install
@@ -41,7 +41,7 @@ bench: install
 	echo "make bench: $$(nproc) CPUs ($$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"; \
 	echo "== (a) engine, in process: python -m bench.engine"; \
 	$(BIN)/python -m bench.engine | tee "$$engine_out"; \
-	echo "== (b)-(d) HTTP, gunicorn + Postgres: python -m bench.http"; \
+	echo "== (b)-(e) HTTP, gunicorn + Postgres: python -m bench.http"; \
 	$(BIN)/python -m bench.http --engine-report "$$engine_out" --write docs/benchmarks.md $(BENCH_ARGS)
 
 # Production-mode smoke test and the load-and-fault test (restarts the local Postgres!).

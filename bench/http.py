@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.http [--quick] [--engine-report FILE] [--write docs/benchmarks.md]
 
-Runs parts (b)-(d) of ``make bench`` (part (a), the in-process engine timings, is
+Runs parts (b)-(e) of ``make bench`` (part (a), the in-process engine timings, is
 ``bench/engine.py``; ``--engine-report`` embeds its output in the written report):
 
 (b) verification latency p50/p95/p99 at concurrency 1 and requests/s at concurrency 1, 8 and 32
@@ -323,19 +323,15 @@ def bench_floor(base_url: str, tokens: list[str], scale: Scale) -> dict[str, Run
     """(e): what the stack costs before any verification work, on this machine and load
     generator: requests that do a small part of what a verification does."""
     users = [tokens[i % len(tokens)] for i in range(scale.floor)]
+    me = _get("/api/v1/me/")
+    runs = {
+        "healthz_c8": (deal([None] * scale.floor, 8), _get("/healthz")),
+        "me_c1": ([users[: scale.floor // 4]], me),
+        "me_c8": (deal(users, 8), me),
+    }
     return {
-        "healthz_c8": run_load(
-            base_url, deal([None] * scale.floor, 8), _get("/healthz"), max_seconds=scale.max_seconds
-        ),
-        "me_c1": run_load(
-            base_url,
-            [users[: scale.floor // 4]],
-            _get("/api/v1/me/"),
-            max_seconds=scale.max_seconds,
-        ),
-        "me_c8": run_load(
-            base_url, deal(users, 8), _get("/api/v1/me/"), max_seconds=scale.max_seconds
-        ),
+        name: run_load(base_url, per_client, send, max_seconds=scale.max_seconds)
+        for name, (per_client, send) in runs.items()
     }
 
 
