@@ -150,9 +150,11 @@ def enroll_speakers(
 
 @dataclass(frozen=True)
 class TrialResults:
-    """Per trial (n,): kind, verdict score, accepted, rejected by the content check."""
+    """Per trial (n,): kind, claimed speaker, verdict score, accepted, rejected by the content
+    check."""
 
     kind: np.ndarray
+    claimed: np.ndarray
     score: np.ndarray
     accepted: np.ndarray
     wrong_content: np.ndarray
@@ -176,15 +178,24 @@ def run_trials(
         content.append(verdict.reason == REASON_WRONG_CONTENT)
     return TrialResults(
         kind=np.array([t.kind for t in trials]),
+        claimed=np.array([t.claimed for t in trials]),
         score=np.array(scores, dtype=np.float64),
         accepted=np.array(accepted, dtype=bool),
         wrong_content=np.array(content, dtype=bool),
     )
 
 
-def summarise(results: TrialResults, threshold: float) -> dict[str, float | int]:
+def summarise(
+    results: TrialResults,
+    threshold: float,
+    *,
+    n_boot: int = 0,
+    rng: np.random.Generator | None = None,
+) -> dict[str, float | int | list[float]]:
     """Rates in percent. ``eer`` etc. are of the whole decision (a content-check rejection counts
-    as a rejection at any threshold); ``*_speaker`` ones ignore the content check."""
+    as a rejection at any threshold); ``*_speaker`` ones ignore the content check. With
+    ``n_boot``, ``eer_interval`` is the EER's 95 % interval over ``n_boot`` replicates of the
+    claimed speakers (:func:`metrics.eer_interval`)."""
     g = results.kind == GENUINE
     i = results.kind == IMPOSTOR
     w = results.kind == WRONG_CONTENT
@@ -192,8 +203,20 @@ def summarise(results: TrialResults, threshold: float) -> dict[str, float | int]
     gs, is_ = decision[g], decision[i]
     far, frr = metrics.rates_at_threshold(gs, is_, threshold)
     _, frr_no_content = metrics.rates_at_threshold(results.score[g], results.score[i], threshold)
+    interval = {}
+    if n_boot:
+        low, high = metrics.eer_interval(
+            gs,
+            is_,
+            results.claimed[g],
+            results.claimed[i],
+            rng=rng if rng is not None else np.random.default_rng(0),
+            n_boot=n_boot,
+        )
+        interval = {"eer_interval": [100 * low, 100 * high]}
     return {
         "eer": 100 * metrics.eer(gs, is_),
+        **interval,
         "min_dcf": metrics.min_dcf(gs, is_, p_target=0.01),
         "frr_at_far1": 100 * metrics.frr_at_far(gs, is_, 0.01),
         "far": 100 * far,

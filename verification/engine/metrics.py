@@ -61,6 +61,48 @@ def eer_threshold(genuine, impostor) -> tuple[float, float]:
     return rate, threshold
 
 
+def eer_interval(
+    genuine,
+    impostor,
+    genuine_speakers,
+    impostor_speakers,
+    *,
+    rng: np.random.Generator,
+    n_boot: int = 1000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of the EER when the corpus' speakers are drawn again.
+
+    genuine (n_g,), impostor (n_i,) scores and the claimed speaker of each trial. Trials of one
+    speaker share a model and a voice, so they are not independent: resampling trials would
+    understate the uncertainty of a corpus with few speakers. Each of ``n_boot`` replicates draws
+    as many speakers as there are, with replacement, and pools all their genuine and impostor
+    trials (a cluster bootstrap); replicates without both kinds are skipped.
+
+    >>> eer_interval([2.0, 3.0], [0.0, 1.0], ["a", "b"], ["a", "b"], rng=np.random.default_rng(0))
+    (0.0, 0.0)
+    """
+    genuine = np.asarray(genuine, dtype=np.float64)
+    impostor = np.asarray(impostor, dtype=np.float64)
+    genuine_speakers = np.asarray(genuine_speakers)
+    impostor_speakers = np.asarray(impostor_speakers)
+    speakers = np.unique(np.concatenate([genuine_speakers, impostor_speakers]))
+    g_of = [np.flatnonzero(genuine_speakers == s) for s in speakers]
+    i_of = [np.flatnonzero(impostor_speakers == s) for s in speakers]
+    rates = []
+    for _ in range(n_boot):
+        pick = rng.integers(speakers.size, size=speakers.size)
+        g = genuine[np.concatenate([g_of[p] for p in pick])]
+        i = impostor[np.concatenate([i_of[p] for p in pick])]
+        if g.size and i.size:
+            rates.append(eer(g, i))
+    if not rates:
+        raise ValueError("no replicate held both genuine and impostor trials")
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(rates, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def min_dcf(
     genuine, impostor, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0
 ) -> float:

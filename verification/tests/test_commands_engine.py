@@ -142,6 +142,8 @@ def test_evaluate_json_has_rates_keyed_by_k(small_ubm):
         for key in ("eer", "frr_at_far1", "far", "frr", "wrong_content_rejected"):
             assert 0.0 <= rates[key] <= 100.0
         assert rates["min_dcf"] >= 0.0
+        low, high = rates["eer_interval"]  # over the three speakers, drawn again
+        assert 0.0 <= low <= rates["eer"] <= high <= 100.0
         assert rates["genuine_trials"] == rates["impostor_trials"] == 20
         assert rates["wrong_content_trials"] == 20
         assert rates["threshold"] == report["threshold"]
@@ -160,6 +162,8 @@ def test_evaluate_prints_a_table_and_draws_det_curves(small_ubm, tmp_path):
     png = tmp_path / "det.png"
     table = _evaluate(path, "--k", "3", "--plot", str(png))
     assert "EER %" in table
+    assert "95 % interval (by speaker)" in table
+    assert "interval" not in _evaluate(path, "--k", "3", "--bootstrap", "0")
     assert "K=3" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -176,3 +180,9 @@ def test_evaluate_refuses_a_ubm_trained_on_the_evaluated_speakers(small_ubm):
             stdout=stdout,
             stderr=io.StringIO(),
         )  # fmt: skip
+
+
+def test_evaluate_refuses_a_negative_bootstrap(small_ubm):
+    path, _ = small_ubm
+    with pytest.raises(CommandError, match="--bootstrap must be >= 0"):
+        _evaluate(path, "--bootstrap", "-1")

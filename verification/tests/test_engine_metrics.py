@@ -54,3 +54,48 @@ def test_frr_at_far_one_percent():
 
 def test_rates_at_threshold_accept_ties():
     assert metrics.rates_at_threshold([1.0], [1.0], 1.0) == (1.0, 0.0)
+
+
+def _six_speakers(errors_per_speaker: list[int]) -> tuple[np.ndarray, ...]:
+    """100 genuine scores of 2.0 per speaker, the given number of them lowered to -1.0 (each a
+    miss at any threshold that keeps out the impostors, all at 0.0): the EER is the pooled
+    fraction of lowered scores."""
+    genuine, impostor, g_spk, i_spk = [], [], [], []
+    for s, errors in enumerate(errors_per_speaker):
+        genuine += [-1.0] * errors + [2.0] * (100 - errors)
+        impostor += [0.0] * 100
+        g_spk += [f"s{s}"] * 100
+        i_spk += [f"s{s}"] * 100
+    return np.array(genuine), np.array(impostor), np.array(g_spk), np.array(i_spk)
+
+
+def test_eer_interval_holds_the_eer_and_is_reproducible():
+    rng = np.random.default_rng(3)
+    speakers = np.repeat([f"s{s}" for s in range(6)], 200)
+    offsets = np.repeat(rng.normal(0.0, 0.7, 6), 200)  # some voices score lower than others
+    genuine = rng.normal(2.5, 1.0, speakers.size) + offsets
+    impostor = rng.normal(0.0, 1.0, speakers.size)
+    args = (genuine, impostor, speakers, speakers)
+    low, high = metrics.eer_interval(*args, rng=np.random.default_rng(0), n_boot=300)
+    assert low < metrics.eer(genuine, impostor) < high
+    assert metrics.eer_interval(*args, rng=np.random.default_rng(0), n_boot=300) == (low, high)
+
+
+def test_eer_interval_is_wide_when_the_errors_come_from_one_speaker():
+    spread = metrics.eer_interval(*_six_speakers([5] * 6), rng=np.random.default_rng(0))
+    one = metrics.eer_interval(*_six_speakers([30, 0, 0, 0, 0, 0]), rng=np.random.default_rng(0))
+    # Same pooled EER (5 %), but drawing the speakers again only moves it when one voice holds
+    # every miss: that is the uncertainty a trial-level resampling would hide.
+    assert metrics.eer(*_six_speakers([30, 0, 0, 0, 0, 0])[:2]) == pytest.approx(0.05)
+    assert spread == pytest.approx((0.05, 0.05))
+    assert one[0] == pytest.approx(0.0)
+    assert one[1] >= 0.12
+
+
+def test_eer_interval_skips_replicates_without_both_kinds_of_trial():
+    # Speaker a only has genuine trials and b only impostor ones: about half the replicates
+    # draw one of them twice and are skipped; the others separate perfectly.
+    rng = np.random.default_rng(0)
+    assert metrics.eer_interval([1.0], [0.0], ["a"], ["b"], rng=rng, n_boot=50) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="both genuine and impostor"):
+        metrics.eer_interval([1.0], [], ["a"], np.array([], dtype=str), rng=rng, n_boot=5)

@@ -5,7 +5,8 @@ recordings of every label enrol a speaker model; trials prompt K distinct random
 genuine (the claimed speaker), impostor (another speaker saying the same labels) or wrong-content
 (the claimed speaker saying other labels). Every trial goes through ``engine.enroll`` /
 ``engine.verify``, the code the API runs, with the background model given by ``--ubm`` (default:
-the shipped one), which must not have been trained on the evaluated speakers.
+the shipped one), which must not have been trained on the evaluated speakers. Each EER comes with a
+95 % interval over ``--bootstrap`` replicates of the evaluated speakers (``metrics.eer_interval``).
 """
 
 import json
@@ -25,6 +26,7 @@ from .train_ubm import DEFAULT_OUT as SHIPPED_UBM
 
 ROWS = (
     ("eer", "EER %"),
+    ("eer_interval", "EER % 95 % interval (by speaker)"),
     ("min_dcf", "minDCF (P_target 0.01)"),
     ("frr_at_far1", "FRR % at FAR 1 %"),
     ("far", "FAR % at shipped threshold"),
@@ -55,6 +57,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--trials", type=int, default=1000, help="trials per kind and K")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--bootstrap",
+            type=int,
+            default=1000,
+            metavar="N",
+            help="replicates of the speakers behind the EER's 95 %% interval (0: none)",
+        )
         add_speaker_arguments(parser, verb="evaluate")
         parser.add_argument(
             "--json",
@@ -82,6 +91,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         if options["enroll_per_label"] < 1 or options["trials"] < 1:
             raise CommandError("--enroll-per-label and --trials must be >= 1")
+        if options["bootstrap"] < 0:
+            raise CommandError("--bootstrap must be >= 0")
         if any(k < 1 for k in options["k"]):
             raise CommandError("--k values must be >= 1")
         ubm_path: Path = options["ubm"]
@@ -126,7 +137,10 @@ class Command(BaseCommand):
                 raise CommandError(f"K={k}: {exc}") from exc
             results = evaluation.run_trials(ubm, models, utterances, trials)
             results_by_k[k] = results
-            summary[str(k)] = evaluation.summarise(results, ubm.threshold)
+            # The interval draws from the same stream after the trials, so it never changes them.
+            summary[str(k)] = evaluation.summarise(
+                results, ubm.threshold, n_boot=options["bootstrap"], rng=rng
+            )
             self._log(f"K={k}: {len(trials)} trials verified")
         report = {
             "corpus": folder.resolve().name,
@@ -160,10 +174,15 @@ class Command(BaseCommand):
         width = max(len(title) for _, title in ROWS)
         lines.append(f"{'':<{width}}" + "".join(f"{'K=' + str(k):>10}" for k in ks))
         for key, title in ROWS:
+            if key not in report[str(ks[0])]:
+                continue
             cells = []
             for k in ks:
                 value = report[str(k)][key]
-                cells.append(f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}")
+                if isinstance(value, list):
+                    cells.append(f"{value[0]:.1f}-{value[1]:.1f}".rjust(10))
+                else:
+                    cells.append(f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}")
             lines.append(f"{title:<{width}}" + "".join(cells))
         return "\n".join(lines)
 
