@@ -89,6 +89,7 @@ class Trial:
     claimed: str
     prompted: tuple[int, ...]
     recordings: tuple[int, ...]  # positions in the corpus list, one per prompted label
+    source: str  # who speaks: the claimed speaker, or the impostor
 
 
 def make_trials(
@@ -125,7 +126,7 @@ def make_trials(
                 int(split.test[source][lab][int(rng.integers(len(split.test[source][lab])))])
                 for lab in said
             )
-            trials.append(Trial(kind, claimed, prompted, recs))
+            trials.append(Trial(kind, claimed, prompted, recs, source))
     return trials
 
 
@@ -150,11 +151,12 @@ def enroll_speakers(
 
 @dataclass(frozen=True)
 class TrialResults:
-    """Per trial (n,): kind, claimed speaker, verdict score, accepted, rejected by the content
-    check."""
+    """Per trial (n,): kind, claimed speaker, speaking speaker, verdict score, accepted, rejected
+    by the content check."""
 
     kind: np.ndarray
     claimed: np.ndarray
+    source: np.ndarray
     score: np.ndarray
     accepted: np.ndarray
     wrong_content: np.ndarray
@@ -179,6 +181,7 @@ def run_trials(
     return TrialResults(
         kind=np.array([t.kind for t in trials]),
         claimed=np.array([t.claimed for t in trials]),
+        source=np.array([t.source for t in trials]),
         score=np.array(scores, dtype=np.float64),
         accepted=np.array(accepted, dtype=bool),
         wrong_content=np.array(content, dtype=bool),
@@ -229,6 +232,32 @@ def summarise(
         "impostor_trials": int(i.sum()),
         "wrong_content_trials": int(w.sum()),
     }
+
+
+def per_speaker(results: TrialResults) -> dict[str, dict[str, float | int | None]]:
+    """Each speaker's share of the errors at the shipped threshold (the verdicts), rates in
+    percent: ``frr`` of the genuine trials claiming the speaker, ``far_as_claimed`` of the
+    impostor trials against the speaker's model (easy to imitate) and ``far_as_impostor`` of the
+    impostor trials the speaker speaks (a good imitator). A pooled error rate can hide that a few
+    voices make most of the errors."""
+    g = results.kind == GENUINE
+    i = results.kind == IMPOSTOR
+
+    def rate(mask: np.ndarray, errors: np.ndarray) -> float | None:
+        return 100 * float(np.mean(errors[mask])) if mask.any() else None  # no trials, no rate
+
+    out = {}
+    for speaker in np.unique(np.concatenate([results.claimed, results.source])).tolist():
+        claims, speaks = results.claimed == speaker, results.source == speaker
+        out[speaker] = {
+            "genuine_trials": int((g & claims).sum()),
+            "frr": rate(g & claims, ~results.accepted),
+            "impostor_trials_claiming": int((i & claims).sum()),
+            "far_as_claimed": rate(i & claims, results.accepted),
+            "impostor_trials_speaking": int((i & speaks).sum()),
+            "far_as_impostor": rate(i & speaks, results.accepted),
+        }
+    return out
 
 
 def evaluate(

@@ -144,6 +144,10 @@ def test_evaluate_json_has_rates_keyed_by_k(small_ubm):
         assert rates["min_dcf"] >= 0.0
         low, high = rates["eer_interval"]  # over the three speakers, drawn again
         assert 0.0 <= low <= rates["eer"] <= high <= 100.0
+        speakers = rates["per_speaker"]
+        assert sorted(speakers) == FSDD_SPEAKERS
+        assert sum(s["genuine_trials"] for s in speakers.values()) == 20
+        assert sum(s["impostor_trials_speaking"] for s in speakers.values()) == 20
         assert rates["genuine_trials"] == rates["impostor_trials"] == 20
         assert rates["wrong_content_trials"] == 20
         assert rates["threshold"] == report["threshold"]
@@ -164,6 +168,9 @@ def test_evaluate_prints_a_table_and_draws_det_curves(small_ubm, tmp_path):
     assert "EER %" in table
     assert "95 % interval (by speaker)" in table
     assert "interval" not in _evaluate(path, "--k", "3", "--bootstrap", "0")
+    assert "at the shipped threshold" not in table
+    by_speaker = _evaluate(path, "--k", "3", "--per-speaker").splitlines()
+    assert sum(line.split()[0] in FSDD_SPEAKERS for line in by_speaker) == len(FSDD_SPEAKERS)
     assert "K=3" in table
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -5,7 +5,7 @@ import doctest
 import numpy as np
 import pytest
 
-from verification.engine import metrics
+from verification.engine import evaluation, metrics
 
 
 def test_doctest_examples_hold():
@@ -99,3 +99,30 @@ def test_eer_interval_skips_replicates_without_both_kinds_of_trial():
     assert metrics.eer_interval([1.0], [0.0], ["a"], ["b"], rng=rng, n_boot=50) == (0.0, 0.0)
     with pytest.raises(ValueError, match="both genuine and impostor"):
         metrics.eer_interval([1.0], [], ["a"], np.array([], dtype=str), rng=rng, n_boot=5)
+
+
+def test_per_speaker_rates_name_who_makes_the_errors():
+    kinds = ["genuine"] * 4 + ["impostor"] * 4
+    results = evaluation.TrialResults(
+        kind=np.array(kinds),
+        claimed=np.array(["a", "a", "b", "b", "a", "a", "b", "b"]),
+        source=np.array(["a", "a", "b", "b", "b", "c", "a", "a"]),
+        score=np.zeros(8),
+        accepted=np.array([True, False, True, True, True, False, False, False]),
+        wrong_content=np.zeros(8, dtype=bool),
+    )
+    rates = evaluation.per_speaker(results)
+    assert rates["a"] == {
+        "genuine_trials": 2,
+        "frr": 50.0,  # one of a's two genuine attempts rejected
+        "impostor_trials_claiming": 2,
+        "far_as_claimed": 50.0,  # b got into a's account, c did not
+        "impostor_trials_speaking": 2,
+        "far_as_impostor": 0.0,  # a never got into b's
+    }
+    assert rates["b"]["frr"] == 0.0
+    assert rates["b"]["far_as_impostor"] == 100.0
+    # c only ever spoke as an impostor: no genuine trials, so no rate is made up for them
+    assert rates["c"]["genuine_trials"] == 0
+    assert rates["c"]["frr"] is None
+    assert rates["c"]["far_as_impostor"] == 0.0

@@ -74,6 +74,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--plot", type=Path, metavar="PNG", help="draw DET curves")
         parser.add_argument(
+            "--per-speaker",
+            action="store_true",
+            help="also print each speaker's error rates (always in --json)",
+        )
+        parser.add_argument(
             "--cache", type=Path, help="folder caching extracted features (outside the repo)"
         )
 
@@ -141,6 +146,7 @@ class Command(BaseCommand):
             summary[str(k)] = evaluation.summarise(
                 results, ubm.threshold, n_boot=options["bootstrap"], rng=rng
             )
+            summary[str(k)]["per_speaker"] = evaluation.per_speaker(results)
             self._log(f"K={k}: {len(trials)} trials verified")
         report = {
             "corpus": folder.resolve().name,
@@ -160,6 +166,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2))
         else:
             self.stdout.write(self._table(report, options["k"]))
+            if options["per_speaker"]:
+                self.stdout.write(self._speaker_table(report, options["k"]))
         if options["plot"]:
             self._plot(options["plot"], results_by_k, report)
 
@@ -184,6 +192,21 @@ class Command(BaseCommand):
                 else:
                     cells.append(f"{value:>10d}" if isinstance(value, int) else f"{value:>10.3f}")
             lines.append(f"{title:<{width}}" + "".join(cells))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _speaker_table(report: dict, ks: list[int]) -> str:
+        columns = (("frr", "FRR %"), ("far_as_claimed", "FAR % claimed"))
+        columns += (("far_as_impostor", "FAR % as impostor"),)
+        heads = {k: f"K={k}, at the shipped threshold" for k in ks}
+        width = max(*(len(h) for h in heads.values()), *(len(s) + 2 for s in report["speakers"]))
+        lines = []
+        for k in ks:
+            lines.append(heads[k].ljust(width) + "".join(f"{title:>20}" for _, title in columns))
+            for speaker, rates in report[str(k)]["per_speaker"].items():
+                shown = ("-" if rates[key] is None else f"{rates[key]:.1f}" for key, _ in columns)
+                cells = "".join(f"{text:>20}" for text in shown)
+                lines.append(f"  {speaker}".ljust(width) + cells)
         return "\n".join(lines)
 
     def _plot(self, path: Path, results_by_k: dict, report: dict) -> None:
