@@ -67,7 +67,12 @@ class Split:
     test: dict[str, dict[int, list[int]]]
 
 
-def split_recordings(recordings: Sequence[Recording], enroll_per_label: int) -> Split:
+def split_recordings(
+    recordings: Sequence[Recording], enroll_per_label: int, *, spread: bool = False
+) -> Split:
+    """Per speaker and label, the ``enroll_per_label`` lowest-index recordings enrol; with
+    ``spread``, recordings spaced evenly over the index range instead (first and last included),
+    as if enrolment had been topped up in later sittings."""
     ids = label_ids(recordings)
     groups: dict[tuple[str, int], list[int]] = {}
     for pos, rec in enumerate(recordings):
@@ -76,8 +81,13 @@ def split_recordings(recordings: Sequence[Recording], enroll_per_label: int) -> 
     test: dict[str, dict[int, list[int]]] = {}
     for (speaker, label), positions in sorted(groups.items()):
         positions.sort(key=lambda p: recordings[p].index)
-        enrol.setdefault(speaker, []).extend(positions[:enroll_per_label])
-        rest = positions[enroll_per_label:]
+        n = min(enroll_per_label, len(positions))
+        if spread and n > 1:
+            picks = set(np.linspace(0, len(positions) - 1, n).round().astype(int).tolist())
+        else:
+            picks = set(range(n))
+        enrol.setdefault(speaker, []).extend(p for j, p in enumerate(positions) if j in picks)
+        rest = [p for j, p in enumerate(positions) if j not in picks]
         if rest:
             test.setdefault(speaker, {})[label] = rest
     return Split(enrol, test)

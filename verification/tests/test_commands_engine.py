@@ -189,6 +189,15 @@ def test_evaluate_refuses_a_ubm_trained_on_the_evaluated_speakers(small_ubm):
         )  # fmt: skip
 
 
+def test_evaluate_can_spread_the_enrolment_over_the_indices(small_ubm):
+    path, _ = small_ubm
+    lowest = json.loads(_evaluate(path, "--json", "--k", "3"))
+    spread = json.loads(_evaluate(path, "--json", "--k", "3", "--enroll-from", "spread"))
+    assert (lowest["enroll_from"], spread["enroll_from"]) == ("lowest", "spread")
+    assert spread["3"]["genuine_trials"] == 20
+    assert spread["3"] != lowest["3"]  # other models, other test takes
+
+
 def test_evaluate_refuses_a_negative_bootstrap(small_ubm):
     path, _ = small_ubm
     with pytest.raises(CommandError, match="--bootstrap must be >= 0"):

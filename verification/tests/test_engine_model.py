@@ -112,6 +112,25 @@ def test_build_cohort_rounds_frames_to_float16_and_keeps_attempt_lengths():
     np.testing.assert_array_equal(frames, frames.astype(np.float16).astype(np.float32))
 
 
+def test_split_enrols_the_lowest_indices_or_spreads_them_over_the_sittings():
+    # Speaker a says digit 0 ten times (indices 0..9, listed out of order) and digit 1 twice.
+    recs = [evaluation.Recording("0", "a", i, "") for i in (5, 0, 9, 3, 1, 8, 2, 7, 4, 6)]
+    recs += [evaluation.Recording("1", "a", i, "") for i in (0, 1)]
+
+    def indices(positions):
+        return sorted(recs[p].index for p in positions)
+
+    lowest = evaluation.split_recordings(recs, 3)
+    spread = evaluation.split_recordings(recs, 3, spread=True)
+    digit_0 = [p for p in range(len(recs)) if recs[p].label == "0"]
+    assert indices(set(lowest.enroll["a"]) & set(digit_0)) == [0, 1, 2]
+    assert indices(set(spread.enroll["a"]) & set(digit_0)) == [0, 4, 9]  # first, middle, last
+    assert indices(spread.test["a"][0]) == [1, 2, 3, 5, 6, 7, 8]
+    # Digit 1 has only two takes: both enrol either way, and it has no test pool.
+    assert indices(set(spread.enroll["a"]) - set(digit_0)) == [0, 1]
+    assert 1 not in spread.test["a"]
+
+
 def test_speaker_folds_partition_the_speakers():
     folds = train.speaker_folds([f"s{i}" for i in range(10)] * 3, 3, seed=1)
     assert sorted(s for f in folds for s in f) == sorted(f"s{i}" for i in range(10))

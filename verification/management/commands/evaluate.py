@@ -53,6 +53,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--enroll-per-label", type=int, default=3)
         parser.add_argument(
+            "--enroll-from",
+            choices=("lowest", "spread"),
+            default="lowest",
+            help="enrol each label's lowest-index recordings (the protocol), or ones spread evenly "
+            "over the indices (enrolment topped up across sittings)",
+        )
+        parser.add_argument(
             "--k", type=int, nargs="+", default=[3, 5], help="prompted labels per trial"
         )
         parser.add_argument("--trials", type=int, default=1000, help="trials per kind and K")
@@ -123,7 +130,9 @@ class Command(BaseCommand):
         utterances = corpus.load_utterances(
             recordings, cache_dir=options["cache"], progress=self._log
         )
-        split = evaluation.split_recordings(recordings, options["enroll_per_label"])
+        split = evaluation.split_recordings(
+            recordings, options["enroll_per_label"], spread=options["enroll_from"] == "spread"
+        )
         try:
             models = evaluation.enroll_speakers(ubm, recordings, utterances, split)
         except ValueError as exc:
@@ -155,6 +164,7 @@ class Command(BaseCommand):
             "ubm": ubm.version,
             "threshold": ubm.threshold,
             "enroll_per_label": options["enroll_per_label"],
+            "enroll_from": options["enroll_from"],
             "seed": options["seed"],
             "seconds": round(time.perf_counter() - started, 1),
             **summary,
@@ -175,7 +185,8 @@ class Command(BaseCommand):
     def _table(report: dict, ks: list[int]) -> str:
         lines = [
             f"corpus {report['corpus']}: {report['n_files']} files, {len(report['speakers'])} "
-            f"speakers, {report['enroll_per_label']} enrolment utterances per label",
+            f"speakers, {report['enroll_per_label']} enrolment utterances per label "
+            f"({report['enroll_from']} indices)",
             f"UBM {report['ubm']}, shipped threshold {report['threshold']:.3f}, "
             f"seed {report['seed']}",
         ]
