@@ -11,10 +11,11 @@ import dataclasses
 import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from django.conf import settings
 from django.db.models import Count, Max, QuerySet
+from django.db.models.functions import TruncDate
 
 from verification import audit, engine
 from verification.models import (
@@ -116,6 +117,10 @@ class EnrollmentStatus:
     test_utterances: int
     min_utterances_per_digit: int
     model: SpeakerModel | None
+    # Days (current time zone) on which enrollment utterances were stored: a voice changes
+    # between sittings, and takes from more than one make the voiceprint more reliable (README,
+    # "Engine and evaluation").
+    enrollment_dates: frozenset[date]
 
     @property
     def digits_missing(self) -> list[int]:
@@ -131,27 +136,35 @@ class EnrollmentStatus:
     def trained(self) -> bool:
         return self.model is not None
 
+    @property
+    def enrollment_days(self) -> int:
+        return len(self.enrollment_dates)
+
 
 def enrollment_status(*, user) -> EnrollmentStatus:
     # One grouped count for both purposes: this runs several times per enrollment request, and
     # each query is a round trip (an .iterator() on Postgres is three: DECLARE, FETCH, CLOSE).
     counts = Counter()
     test_utterances = 0
+    days = set()
     grouped = (
         EnrollmentUtterance.objects.filter(user=user)
         .order_by()
-        .values_list("purpose", "digit")
+        .annotate(day=TruncDate("created_at"))
+        .values_list("purpose", "digit", "day")
         .annotate(n=Count("id"))
     )
-    for purpose, digit, n in grouped:
+    for purpose, digit, day, n in grouped:
         if purpose == UtterancePurpose.ENROLL:
             counts[digit] += n
+            days.add(day)
         elif purpose == UtterancePurpose.TEST:
             test_utterances += n
     return EnrollmentStatus(
         utterances_per_digit={d: counts.get(d, 0) for d in DIGITS},
         test_utterances=test_utterances,
         min_utterances_per_digit=settings.VERIFICATION_MIN_UTTERANCES_PER_DIGIT,
+        enrollment_dates=frozenset(days),
         model=(
             SpeakerModel.objects.defer("blob")
             .select_related("background_model")

@@ -226,6 +226,10 @@ class VoiceprintStatusSerializer(serializers.Serializer):
         child=serializers.IntegerField(), help_text="Digits that still need utterances."
     )
     test_utterances = serializers.IntegerField()
+    enrollment_days = serializers.IntegerField(
+        help_text="Days (UTC) on which enrollment utterances were stored. A voice changes between "
+        "sittings: more utterances on another day make the voiceprint more reliable."
+    )
     trained = serializers.BooleanField()
     model = SpeakerModelInfoSerializer(allow_null=True)
 

@@ -260,7 +260,11 @@ def _voiceprint_train(
                 "utterances; delete the voiceprint to start over",
                 field=f"utterances[{index}].digit",
             )
-    after = dataclasses.replace(status, utterances_per_digit=counts)
+    after = dataclasses.replace(
+        status,
+        utterances_per_digit=counts,
+        enrollment_dates=status.enrollment_dates | {timezone.localdate()},
+    )
     fitted = _speaker_model_fit(user=user, status=after, extra=utterances)
     rows = [
         _utterance_store(user=user, utterance=utterance, purpose=UtterancePurpose.ENROLL)

@@ -83,7 +83,8 @@ function readProgress(body) {
   const counts = Array.from({ length: 10 }, (_, d) => Number(perDigit[d] ?? perDigit[String(d)] ?? 0));
   const need = Number(source.min_utterances_per_digit ?? progress.need);
   const trained = Boolean(source.trained ?? source.model_trained ?? body.trained);
-  return { counts, need, trained };
+  const days = Number(source.enrollment_days ?? 0);
+  return { counts, need, trained, days };
 }
 
 function renderProgress() {
@@ -145,13 +146,19 @@ function describeError(err) {
   return err.message || String(err);
 }
 
+/** The done section, with a nudge while every take is from one day (voices change between days). */
+function showDone() {
+  show($("#one-day"), progress.days === 1);
+  show(doneSection, true);
+}
+
 async function finish() {
   setRunning(false);
   recorder.close();
   setPromptState("done", null);
   root.dataset.state = "done";
   show(recordSection, false);
-  show(doneSection, true);
+  showDone();
   announce(statusEl, "Enrollment complete: your voiceprint is ready.");
   focus($("#done-title"));
 }
@@ -311,7 +318,7 @@ async function init() {
     } else if (enrollmentComplete()) {
       root.dataset.state = "done";
       renderProgress();
-      show(doneSection, true);
+      showDone();
     } else {
       startRecordingStep();
     }

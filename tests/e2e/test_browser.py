@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import wave
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from tests.e2e import INSECURE_HOST
 from verification import features, selectors, services
-from verification.models import Challenge
+from verification.models import Challenge, EnrollmentUtterance
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -304,6 +305,10 @@ def test_new_user_consents_enrolls_through_the_page_and_is_accepted(
 
     status = selectors.enrollment_status(user=user)
     assert status.trained
+    # Every take is from today: the page asks for more on another day.
+    assert status.enrollment_days == 1
+    assert page.locator("#one-day").is_visible()
+    assert "on another day" in page.locator("#one-day").inner_text()
     need = status.min_utterances_per_digit
     assert all(count == need for count in status.utterances_per_digit.values())
     assert page.evaluate("window.__fakeMic.errors") == []
@@ -334,6 +339,20 @@ def enrolled_user(background_model, corpus_dir):
     ]
     services.voiceprint_train(user=user, utterances=utterances)
     return user
+
+
+@pytest.mark.parametrize(("days_back", "nudged"), [(0, True), (3, False)], ids=["one-day", "two"])
+def test_enrolled_page_asks_for_samples_on_another_day_until_it_has_some(
+    browser_page, enrolled_user, days_back, nudged
+):
+    first = EnrollmentUtterance.objects.filter(user=enrolled_user).order_by("id").first()
+    earlier = first.created_at - timedelta(days=days_back)
+    EnrollmentUtterance.objects.filter(pk=first.pk).update(created_at=earlier)
+    page = browser_page
+    login(page, enrolled_user.username)
+    page.goto("/enroll/")
+    page.locator("#done").wait_for(state="visible")
+    assert page.locator("#one-day").is_visible() is nudged
 
 
 def test_another_speaker_is_rejected_and_the_attempt_is_in_history(

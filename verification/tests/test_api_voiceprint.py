@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -60,6 +62,7 @@ def test_status_of_a_new_user_shows_nothing_enrolled(alice_api):
     assert body["digits_missing"] == list(range(10))
     assert body["min_utterances_per_digit"] == 3
     assert body["test_utterances"] == 0
+    assert body["enrollment_days"] == 0
     assert body["trained"] is False
     assert body["model"] is None
 
@@ -72,6 +75,17 @@ def test_status_reports_model_and_ubm_versions_once_trained(alice_api, enrolled_
     assert body["model"]["version"] == 1
     assert body["model"]["ubm_version"] == ubm.version
     assert body["model"]["utterance_count"] == 10 * ENROLL_PER_DIGIT
+
+
+def test_status_counts_the_days_enrollment_utterances_came_on(alice_api, alice, enrolled_alice):
+    assert alice_api.get(STATUS).json()["enrollment_days"] == 1
+    stored = EnrollmentUtterance.objects.filter(user=alice, purpose=UtterancePurpose.ENROLL)
+    first = stored.order_by("id").first()
+    stored.filter(pk=first.pk).update(created_at=first.created_at - timedelta(days=3))
+    assert alice_api.get(STATUS).json()["enrollment_days"] == 2
+    # Held-out test utterances are not enrollment: another day of them counts for nothing.
+    EnrollmentUtterance.objects.filter(pk=first.pk).update(purpose=UtterancePurpose.TEST)
+    assert alice_api.get(STATUS).json()["enrollment_days"] == 1
 
 
 # --------------------------------------------------------------------------------------------------
