@@ -207,8 +207,8 @@ def summarise(
 ) -> dict[str, float | int | list[float]]:
     """Rates in percent. ``eer`` etc. are of the whole decision (a content-check rejection counts
     as a rejection at any threshold); ``*_speaker`` ones ignore the content check. With
-    ``n_boot``, ``eer_interval`` is the EER's 95 % interval over ``n_boot`` replicates of the
-    claimed speakers (:func:`metrics.eer_interval`)."""
+    ``n_boot`` (and ``rng`` to draw them), ``eer_interval`` is the EER's 95 % interval over
+    ``n_boot`` replicates of the claimed speakers (:func:`metrics.eer_interval`)."""
     g = results.kind == GENUINE
     i = results.kind == IMPOSTOR
     w = results.kind == WRONG_CONTENT
@@ -223,7 +223,7 @@ def summarise(
             is_,
             results.claimed[g],
             results.claimed[i],
-            rng=rng if rng is not None else np.random.default_rng(0),
+            rng=rng,
             n_boot=n_boot,
         )
         interval = {"eer_interval": [100 * low, 100 * high]}
